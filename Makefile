@@ -1,0 +1,40 @@
+# Targets stay short; logic lives in scripts (cross/, .ci/).
+CARGO ?= cargo
+SIM_SEED ?=
+
+.PHONY: all build check test lint fmt fmt-check purity sim size clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+## check: everything CI runs (format, lints, tests, purity)
+check: fmt-check lint test purity
+
+test:
+	$(CARGO) test --all-targets
+
+lint:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+## purity: pure modules must not read clocks, touch files/sockets/processes or use HashMap
+purity:
+	@sh cross/purity.sh
+
+## sim: the simulator's scenario table (SIM_SEED=N replays one seed)
+sim:
+	$(CARGO) run --profile sim --quiet -- sim $(if $(SIM_SEED),--seed $(SIM_SEED),--seed 1 --seed 2 --seed 3)
+
+size:
+	$(CARGO) build --release
+	@ls -l target/release/wanctl | awk '{ printf "wanctl release binary: %d bytes\n", $$5 }'
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,15 @@
+#!/bin/sh
+# Fails if a pure module reads a clock, opens a file or socket, spawns, sleeps, or uses a
+# HashMap (iteration order differs between runs). Pure = src/config, src/engine, src/sim,
+# src/wire, src/time.rs, src/units.rs, src/rng.rs, src/cli.rs (STYLE.md 1.1).
+set -eu
+cd "$(dirname "$0")/.."
+pure="src/config src/engine src/sim src/time.rs src/units.rs src/rng.rs src/cli.rs"
+[ -d src/wire ] && pure="$pure src/wire"
+pattern='std::net|std::fs|std::process|std::thread|std::env|Instant::now|SystemTime|libc::|nix::|HashMap|HashSet|File::open|TcpStream|UdpSocket'
+# Comments (//, //!, ///) may mention these names; code may not.
+if grep -rnE "$pattern" $pure | grep -vE '^[^:]+:[0-9]+:\s*//' ; then
+    echo "purity: the lines above use I/O, clocks or HashMap inside a pure module" >&2
+    exit 1
+fi
+echo "purity: ok ($(echo $pure | wc -w) pure paths checked)"

@@ -1,0 +1,175 @@
+//! The binary's top level: dispatch a parsed [`Command`], read files, print, choose the exit
+//! code. Shell code: it touches the file system and stdout, and makes no decisions of its
+//! own beyond mapping results to exit codes (2 usage or config, 1 runtime, 0 success).
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use crate::cli::{self, Command, SimArgs};
+use crate::config;
+use crate::sim::scenarios;
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Entry point of the binary; `args` includes the program name.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let rest = args.into_iter().skip(1).collect();
+    let cmd = match cli::parse(rest) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cmd {
+        Command::Version => {
+            println!("wanctl {}", crate::VERSION);
+            ExitCode::SUCCESS
+        }
+        Command::Help => {
+            print!("{}", cli::HELP);
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig(files) => check_config(&files),
+        Command::ValidateConfig(files) => validate_config(&files),
+        Command::Sim(args) => sim(&args),
+        Command::Run(_) => {
+            eprintln!("error: the live daemon is not built yet; try `wanctl sim` or `wanctl check-config`");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn read(file: &str) -> Result<String, String> {
+    std::fs::read_to_string(file).map_err(|e| format!("read {file}: {e}"))
+}
+
+fn check_config(files: &[String]) -> ExitCode {
+    let mut ok = true;
+    for file in files {
+        let text = match read(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ok = false;
+                continue;
+            }
+        };
+        match config::parse(&text, file, &env_lookup) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    eprintln!("warning: {file}: {w}");
+                }
+                println!("{file}: OK");
+                for line in config::summary(&loaded.config).lines() {
+                    println!("  {line}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ok = false;
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(2) }
+}
+
+fn validate_config(files: &[String]) -> ExitCode {
+    let mut ok = true;
+    for file in files {
+        let result = read(file).and_then(|text| {
+            config::parse_autorate(&text, file, &env_lookup).map_err(|e| {
+                let mut s = String::new();
+                for (i, err) in e.errors.iter().enumerate() {
+                    let _ = write!(s, "{}{err}", if i > 0 { "; " } else { "" });
+                }
+                s
+            })
+        });
+        match result {
+            Ok(loaded) => print!("{}", config::validate_config_report(file, &loaded.config)),
+            Err(e) => {
+                ok = false;
+                println!("Configuration INVALID: {file}\n  Error: {e}");
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+fn sim(args: &SimArgs) -> ExitCode {
+    let seeds = if args.seeds.is_empty() {
+        match std::env::var("SIM_SEED") {
+            Ok(s) => match s.parse() {
+                Ok(n) => vec![n],
+                Err(_) => {
+                    eprintln!("error: SIM_SEED: expected a whole number, got {s:?}");
+                    return ExitCode::from(2);
+                }
+            },
+            Err(_) => vec![1],
+        }
+    } else {
+        args.seeds.clone()
+    };
+    let cfg = crate::sim::sample_config();
+    let chosen: Vec<_> = scenarios::all()
+        .into_iter()
+        .filter(|s| args.scenario.as_deref().is_none_or(|n| n == s.name))
+        .collect();
+    if chosen.is_empty() {
+        let names: Vec<_> = scenarios::all().iter().map(|s| s.name).collect();
+        eprintln!(
+            "error: sim: no scenario named {:?} (have: {})",
+            args.scenario.as_deref().unwrap_or(""),
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let mut rows = vec![];
+    let mut bad = vec![];
+    for seed in seeds {
+        for s in &chosen {
+            let w = scenarios::run(s, &cfg, seed);
+            if let Some(every) = args.trace_every {
+                for r in w.trace.iter().step_by(every.max(1) as usize) {
+                    println!(
+                        "{:7.2} cap {:5.1} rate {:5.1} delay {:6.1} meas {:6.1} base {:5.1} dl {:<8} ul {:<8} tokens {:5.1}",
+                        r.t,
+                        r.dl_capacity,
+                        r.dl_rate,
+                        r.added_delay_ms,
+                        r.measured_ms.unwrap_or(f64::NAN),
+                        r.baseline_ms,
+                        r.report.download.zone.as_str(),
+                        r.report.upload.zone.as_str(),
+                        r.tokens
+                    );
+                }
+            }
+            rows.push(scenarios::figures(s, &w, seed));
+            bad.extend(scenarios::check(s, &cfg, &w, seed));
+        }
+    }
+    println!("Simulated link: 100/20 Mbit/s line, 20 ms base RTT, 600 ms modem buffer, 50 ms ticks.");
+    for s in &chosen {
+        println!("  {:<11} {}", s.name, s.about);
+    }
+    println!();
+    print!("{}", scenarios::table(&rows));
+    if bad.is_empty() {
+        println!("\nall invariants held");
+        ExitCode::SUCCESS
+    } else {
+        for v in &bad {
+            eprintln!(
+                "invariant violated: {} (seed {}): {}  -- replay: SIM_SEED={} make sim",
+                v.scenario, v.seed, v.what, v.seed
+            );
+        }
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,256 @@
+//! Command line: lexopt → [`Command`]. Pure parsing (the arguments come in as a list), plus
+//! the help text and typo suggestions.
+//!
+//! The original's flags are kept (`--config FILE [FILE...]`, `--debug`, `--oneshot`,
+//! `--validate-config`); subcommands add the tools the original shipped as separate
+//! scripts (`check-config`, `history`, `steering`) and new ones (`sim`, `demo`).
+
+use std::ffi::OsString;
+use std::fmt;
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the autorate daemon (or one cycle with `once`/`oneshot`).
+    Run(RunArgs),
+    /// `--validate-config`: the original's per-file report, exit 0/1.
+    ValidateConfig(Vec<String>),
+    /// `check-config FILE...`: validate autorate and steering files, exit 0/2.
+    CheckConfig(Vec<String>),
+    /// `sim`: run the simulation scenarios and print the figures.
+    Sim(SimArgs),
+    /// `--version`.
+    Version,
+    /// `--help`.
+    Help,
+}
+
+/// Daemon arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunArgs {
+    /// Autorate config files, one per WAN.
+    pub configs: Vec<String>,
+    /// `--debug`.
+    pub debug: bool,
+    /// `--oneshot`: the original's single cycle, exit 0 whatever happened.
+    pub oneshot: bool,
+    /// `--once`: one measurement and decision, monitoring-plugin exit codes.
+    pub once: bool,
+    /// `--dry-run`: decide but never write to the router.
+    pub dry_run: bool,
+    /// `--json` (with `--once`).
+    pub json: bool,
+    /// `--seed N`: replay randomness.
+    pub seed: Option<u64>,
+}
+
+/// `sim` arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SimArgs {
+    /// Seeds to run (default: one fixed seed).
+    pub seeds: Vec<u64>,
+    /// Only this scenario.
+    pub scenario: Option<String>,
+    /// Print the per-tick trace every N ticks.
+    pub trace_every: Option<u32>,
+}
+
+/// A usage error (exit 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<lexopt::Error> for UsageError {
+    fn from(e: lexopt::Error) -> UsageError {
+        UsageError(e.to_string())
+    }
+}
+
+const FLAGS: &[&str] = &[
+    "--config",
+    "--debug",
+    "--oneshot",
+    "--once",
+    "--dry-run",
+    "--json",
+    "--seed",
+    "--validate-config",
+    "--version",
+    "--help",
+];
+const SUBCOMMANDS: &[&str] = &["check-config", "sim"];
+
+/// The help text.
+pub const HELP: &str = "\
+wanctl - adaptive CAKE bandwidth controller for MikroTik RouterOS
+
+USAGE:
+    wanctl --config FILE [FILE...] [--debug] [--dry-run] [--seed N]   run the daemon
+    wanctl --config FILE [FILE...] --once [--json] [--dry-run]        one check, Nagios exit codes
+    wanctl --config FILE [FILE...] --oneshot                          one cycle, exit 0 (original)
+    wanctl --config FILE [FILE...] --validate-config                  the original's report
+    wanctl check-config FILE...        validate autorate and steering files (exit 0 / 2)
+    wanctl sim [--seed N]... [--scenario NAME]
+                                       run the controller on simulated links, print figures
+    wanctl --version | --help
+";
+
+/// Edit distance, for suggestions.
+pub fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn suggest(word: &str, candidates: &[&str]) -> String {
+    let best = candidates.iter().map(|c| (levenshtein(word, c), *c)).min();
+    match best {
+        Some((d, c)) if d <= 3 => format!(" (did you mean {c}?)"),
+        _ => String::new(),
+    }
+}
+
+fn unknown_flag(flag: &str) -> UsageError {
+    UsageError(format!("unknown option {flag}{}; see wanctl --help", suggest(flag, FLAGS)))
+}
+
+fn parse_seed(p: &mut lexopt::Parser) -> Result<u64, UsageError> {
+    let v = p.value()?;
+    let s = v.to_string_lossy();
+    s.parse().map_err(|_| UsageError(format!("--seed: expected a whole number, got {s:?}")))
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let mut run = RunArgs::default();
+    let mut validate = false;
+    let mut first = true;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Value(v) if first => {
+                let word = v.to_string_lossy().into_owned();
+                return match word.as_str() {
+                    "check-config" => {
+                        let files: Vec<String> =
+                            p.raw_args()?.map(|a| a.to_string_lossy().into_owned()).collect();
+                        if files.is_empty() {
+                            return Err(UsageError("check-config: expected at least one FILE".into()));
+                        }
+                        Ok(Command::CheckConfig(files))
+                    }
+                    "sim" => parse_sim(&mut p),
+                    other => Err(UsageError(format!(
+                        "unknown command {other:?}{}; see wanctl --help",
+                        suggest(other, SUBCOMMANDS)
+                    ))),
+                };
+            }
+            Long("config") | Short('c') => {
+                // The original takes `--config a.yaml b.yaml`: every following plain value.
+                for v in p.values()? {
+                    run.configs.push(v.to_string_lossy().into_owned());
+                }
+            }
+            Long("debug") => run.debug = true,
+            Long("oneshot") => run.oneshot = true,
+            Long("once") => run.once = true,
+            Long("dry-run") => run.dry_run = true,
+            Long("json") => run.json = true,
+            Long("seed") => run.seed = Some(parse_seed(&mut p)?),
+            Long("validate-config") => validate = true,
+            Long("version") | Short('V') => return Ok(Command::Version),
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Long(flag) => return Err(unknown_flag(&format!("--{flag}"))),
+            Short(c) => return Err(unknown_flag(&format!("-{c}"))),
+            Value(v) => {
+                return Err(UsageError(format!(
+                    "unexpected argument {:?}; see wanctl --help",
+                    v.to_string_lossy()
+                )));
+            }
+        }
+        first = false;
+    }
+    if run.configs.is_empty() {
+        return Err(UsageError("missing --config FILE; see wanctl --help".into()));
+    }
+    if validate {
+        return Ok(Command::ValidateConfig(run.configs));
+    }
+    if run.once && run.oneshot {
+        return Err(UsageError("--once and --oneshot exclude each other".into()));
+    }
+    Ok(Command::Run(run))
+}
+
+fn parse_sim(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    use lexopt::prelude::*;
+    let mut args = SimArgs::default();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("seed") => args.seeds.push(parse_seed(p)?),
+            Long("scenario") => args.scenario = Some(p.value()?.to_string_lossy().into_owned()),
+            Long("trace") => {
+                let v = p.value()?.to_string_lossy().into_owned();
+                args.trace_every =
+                    Some(v.parse().map_err(|_| UsageError(format!("--trace: expected ticks, got {v:?}")))?);
+            }
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Long(flag) => {
+                return Err(UsageError(format!(
+                    "sim: unknown option --{flag}{}",
+                    suggest(&format!("--{flag}"), &["--seed", "--scenario"])
+                )));
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Ok(Command::Sim(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(s: &str) -> Result<Command, UsageError> {
+        parse(s.split_whitespace().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn original_multi_file_config_flag() {
+        let Ok(Command::Run(r)) = parse_str("--config a.yaml b.yaml --debug") else { panic!() };
+        assert_eq!(r.configs, vec!["a.yaml", "b.yaml"]);
+        assert!(r.debug);
+        assert_eq!(
+            parse_str("--config a.yaml --validate-config"),
+            Ok(Command::ValidateConfig(vec!["a.yaml".into()]))
+        );
+    }
+
+    #[test]
+    fn typos_get_suggestions() {
+        let e = parse_str("--config a.yaml --onse").unwrap_err();
+        assert!(e.0.contains("did you mean --once?"), "{e}");
+        let e = parse_str("chek-config x").unwrap_err();
+        assert!(e.0.contains("check-config"), "{e}");
+    }
+
+    #[test]
+    fn missing_config_is_a_usage_error() {
+        assert!(parse_str("--debug").unwrap_err().0.contains("missing --config"));
+    }
+}

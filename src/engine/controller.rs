@@ -1,0 +1,345 @@
+//! The per-direction rate state machines of the original (`QueueController.adjust_4state`
+//! for download, `adjust` for upload). Pure: deltas in, zone and rate out.
+//!
+//! These reproduce ALGORITHM.md §8–§9 cycle for cycle, including the emergent behaviours
+//! that golden tests pin down: per-state floors are minimums that can *raise* the rate,
+//! `green_streak` is not reset after a step-up (every further GREEN cycle steps again),
+//! YELLOW decays every cycle, SOFT_RED holds. What the router eventually receives is decided
+//! elsewhere (`engine::writer`), so this module stays a faithful, testable copy.
+//!
+//! The one deliberate change is [`QueueController::adjust_4state`]'s `spike` argument: the
+//! original's acceleration detector "forced RED" by setting a streak that the state machine
+//! immediately recomputed away, so it only delayed step-ups. Here a spike really forces one
+//! RED cycle, but only when the delta is already above the GREEN band (a jump that leaves
+//! the load within `target_bloat_ms` is jitter, not bloat). See docs/COMPAT.md.
+
+use std::fmt;
+
+use crate::config::DirectionConfig;
+use crate::units::Bps;
+
+/// Congestion zone of one direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Zone {
+    /// Delta within `target_bloat_ms`.
+    Green,
+    /// Above target.
+    Yellow,
+    /// Download only: above `warn_bloat_ms`.
+    SoftRed,
+    /// Above `hard_red_bloat_ms` (download) or `warn_bloat_ms` (upload).
+    Red,
+}
+
+impl Zone {
+    /// Upper-case name used in logs, health and state (`SOFT_RED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Zone::Green => "GREEN",
+            Zone::Yellow => "YELLOW",
+            Zone::SoftRed => "SOFT_RED",
+            Zone::Red => "RED",
+        }
+    }
+
+    /// SQLite history encoding (GREEN 0 … RED 3).
+    pub fn history_code(self) -> u8 {
+        match self {
+            Zone::Green => 0,
+            Zone::Yellow => 1,
+            Zone::SoftRed => 2,
+            Zone::Red => 3,
+        }
+    }
+
+    /// Prometheus encoding (GREEN 1 … RED 4).
+    pub fn metrics_code(self) -> u8 {
+        self.history_code() + 1
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a zone changed: the original's transition reason, kept as data and rendered on
+/// demand (only history rows need the text).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transition {
+    /// Previous zone.
+    pub from: Zone,
+    /// New zone.
+    pub to: Zone,
+    /// `load - baseline` at the transition (ms).
+    pub delta_ms: f64,
+    /// Which threshold was crossed and its value.
+    pub threshold: (ThresholdName, f64),
+    /// True if the delta rose above the threshold, false if it fell below it.
+    pub exceeded: bool,
+}
+
+/// The threshold names used in reason strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThresholdName {
+    /// Download hard red.
+    HardRed,
+    /// Download soft red (`warn_bloat_ms`).
+    SoftRed,
+    /// Download green (`target_bloat_ms`).
+    Green,
+    /// Upload warn.
+    Warn,
+    /// Upload target.
+    Target,
+}
+
+impl ThresholdName {
+    fn as_str(self) -> &'static str {
+        match self {
+            ThresholdName::HardRed => "hard_red",
+            ThresholdName::SoftRed => "soft_red",
+            ThresholdName::Green => "green",
+            ThresholdName::Warn => "warn",
+            ThresholdName::Target => "target",
+        }
+    }
+}
+
+/// Formats a float as Python's `str()` would for a YAML value: integral values without a
+/// fractional part (YAML `80` loads as an int upstream), others with the shortest repr.
+pub fn py_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") }
+}
+
+impl fmt::Display for Transition {
+    /// `RTT delta 23.4ms exceeded green threshold 15ms` (ALGORITHM.md §8, §9).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.exceeded { "exceeded" } else { "fell below" };
+        write!(
+            f,
+            "RTT delta {:.1}ms {verb} {} threshold {}ms",
+            self.delta_ms,
+            self.threshold.0.as_str(),
+            py_number(self.threshold.1)
+        )
+    }
+}
+
+/// Result of one cycle of one direction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Adjustment {
+    /// Zone after this cycle.
+    pub zone: Zone,
+    /// Rate after this cycle.
+    pub rate: Bps,
+    /// Set when the zone differs from the previous cycle's.
+    pub transition: Option<Transition>,
+}
+
+/// The download thresholds (ms) as the state machine uses them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ZoneThresholds {
+    /// GREEN→YELLOW.
+    pub target_ms: f64,
+    /// YELLOW→SOFT_RED (download) / YELLOW→RED (upload).
+    pub warn_ms: f64,
+    /// SOFT_RED→RED (download only).
+    pub hard_red_ms: f64,
+}
+
+/// One direction's controller: rate, streak counters and last zone.
+#[derive(Debug, Clone)]
+pub struct QueueController {
+    cfg: DirectionConfig,
+    rate: Bps,
+    /// Consecutive GREEN cycles.
+    pub green_streak: u32,
+    /// Consecutive SOFT_RED cycles (download only).
+    pub soft_red_streak: u32,
+    /// Consecutive RED cycles.
+    pub red_streak: u32,
+    last_zone: Zone,
+    soft_red_required: u32,
+}
+
+impl QueueController {
+    /// A controller at its ceiling with zeroed streaks, as the original starts.
+    pub fn new(cfg: DirectionConfig) -> QueueController {
+        QueueController {
+            rate: cfg.ceiling,
+            cfg,
+            green_streak: 0,
+            soft_red_streak: 0,
+            red_streak: 0,
+            last_zone: Zone::Green,
+            soft_red_required: 1,
+        }
+    }
+
+    /// Overrides the SOFT_RED sustain (the original hard-codes 1; tests raise it).
+    pub fn with_soft_red_required(mut self, n: u32) -> QueueController {
+        self.soft_red_required = n.max(1);
+        self
+    }
+
+    /// The current rate.
+    pub fn rate(&self) -> Bps {
+        self.rate
+    }
+
+    /// The limits this controller works within.
+    pub fn limits(&self) -> &DirectionConfig {
+        &self.cfg
+    }
+
+    /// The zone of the last cycle (GREEN before the first).
+    pub fn last_zone(&self) -> Zone {
+        self.last_zone
+    }
+
+    /// Restores persisted counters and rate (state file). Unlike the original the rate is
+    /// clamped into `[floor_red, ceiling]`: a state file from another config must not
+    /// push the router outside the configured limits.
+    pub fn restore(&mut self, rate: Bps, green: u32, soft_red: u32, red: u32) {
+        self.rate = rate.clamp(self.cfg.floor_red, self.cfg.ceiling);
+        self.green_streak = green;
+        self.soft_red_streak = soft_red;
+        self.red_streak = red;
+    }
+
+    /// Lowers the internal rate to at most `max` (never below `floor_red`). Used by the
+    /// write policy to keep the controller from running far ahead of what the router has.
+    pub fn cap_rate(&mut self, max: Bps) {
+        if self.rate > max {
+            self.rate = max.max(self.cfg.floor_red);
+        }
+    }
+
+    /// The state string the original's health endpoint derived from streaks (INTERFACES.md
+    /// §2.1): RED if red_streak > 0, SOFT_RED if soft_red_streak ≥ 1, GREEN if
+    /// green_streak > 0, else YELLOW.
+    pub fn streak_state(&self) -> Zone {
+        if self.red_streak > 0 {
+            Zone::Red
+        } else if self.soft_red_streak >= 1 {
+            Zone::SoftRed
+        } else if self.green_streak > 0 {
+            Zone::Green
+        } else {
+            Zone::Yellow
+        }
+    }
+
+    /// Download: the 4-state machine (ALGORITHM.md §8). `spike` forces a RED cycle when the
+    /// delta is above the GREEN band (see the module doc).
+    pub fn adjust_4state(&mut self, delta_ms: f64, t: ZoneThresholds, spike: bool) -> Adjustment {
+        let raw = if delta_ms > t.hard_red_ms || (spike && delta_ms > t.target_ms) {
+            Zone::Red
+        } else if delta_ms > t.warn_ms {
+            Zone::SoftRed
+        } else if delta_ms > t.target_ms {
+            Zone::Yellow
+        } else {
+            Zone::Green
+        };
+        let zone = match raw {
+            Zone::Red => {
+                self.green_streak = 0;
+                self.soft_red_streak = 0;
+                self.red_streak += 1;
+                Zone::Red
+            }
+            Zone::SoftRed => {
+                self.green_streak = 0;
+                self.soft_red_streak += 1;
+                self.red_streak = 0;
+                if self.soft_red_streak >= self.soft_red_required { Zone::SoftRed } else { Zone::Yellow }
+            }
+            Zone::Yellow => {
+                self.green_streak = 0;
+                self.soft_red_streak = 0;
+                self.red_streak = 0;
+                Zone::Yellow
+            }
+            Zone::Green => {
+                self.green_streak += 1;
+                self.soft_red_streak = 0;
+                self.red_streak = 0;
+                Zone::Green
+            }
+        };
+        let c = &self.cfg;
+        let (rate, floor) = if self.red_streak >= 1 {
+            (self.rate.scale(c.factor_down), c.floor_red)
+        } else if zone == Zone::SoftRed {
+            (self.rate, c.floor_soft_red)
+        } else if self.green_streak >= c.green_required {
+            (Bps(self.rate.0 + c.step_up.0), c.floor_green)
+        } else if zone == Zone::Yellow {
+            (self.rate.scale(c.factor_down_yellow), c.floor_yellow)
+        } else {
+            (self.rate, c.floor_green)
+        };
+        self.rate = rate.max(floor).min(c.ceiling);
+        let transition = self.transition(zone, delta_ms, |to| match to {
+            Zone::Red => (ThresholdName::HardRed, t.hard_red_ms),
+            Zone::SoftRed => (ThresholdName::SoftRed, t.warn_ms),
+            _ => (ThresholdName::Green, t.target_ms),
+        });
+        Adjustment { zone, rate: self.rate, transition }
+    }
+
+    /// Upload: the 3-state machine (ALGORITHM.md §9). RED at `warn_ms`; only `floor_red`
+    /// bounds the rate.
+    pub fn adjust_3state(&mut self, delta_ms: f64, t: ZoneThresholds) -> Adjustment {
+        let zone = if delta_ms > t.warn_ms {
+            self.red_streak += 1;
+            self.green_streak = 0;
+            Zone::Red
+        } else if delta_ms > t.target_ms {
+            self.red_streak = 0;
+            self.green_streak = 0;
+            Zone::Yellow
+        } else {
+            self.green_streak += 1;
+            self.red_streak = 0;
+            Zone::Green
+        };
+        let c = &self.cfg;
+        let rate = if self.red_streak >= 1 {
+            self.rate.scale(c.factor_down)
+        } else if self.green_streak >= c.green_required {
+            Bps(self.rate.0 + c.step_up.0)
+        } else if zone == Zone::Yellow {
+            self.rate.scale(c.factor_down_yellow)
+        } else {
+            self.rate
+        };
+        self.rate = rate.max(c.floor_red).min(c.ceiling);
+        let transition = self.transition(zone, delta_ms, |to| match to {
+            Zone::Red => (ThresholdName::Warn, t.warn_ms),
+            _ => (ThresholdName::Target, t.target_ms),
+        });
+        Adjustment { zone, rate: self.rate, transition }
+    }
+
+    fn transition(
+        &mut self,
+        zone: Zone,
+        delta_ms: f64,
+        threshold_of: impl Fn(Zone) -> (ThresholdName, f64),
+    ) -> Option<Transition> {
+        let from = self.last_zone;
+        self.last_zone = zone;
+        if from == zone {
+            return None;
+        }
+        // Rising: name the threshold of the new zone. Falling to GREEN: the green/target
+        // threshold the delta fell below. Falling to a non-GREEN zone: the threshold that
+        // still holds it there, "exceeded" (the original reports the zone's own reason).
+        let exceeded = zone != Zone::Green;
+        Some(Transition { from, to: zone, delta_ms, threshold: threshold_of(zone), exceeded })
+    }
+}

@@ -1,0 +1,298 @@
+//! Golden tests: the reference numbers of ALGORITHM.md and TESTS.md §2–§3.
+
+use std::time::Duration;
+
+use super::baseline::{BaselineUpdate, RttFilter};
+use super::controller::{QueueController, ThresholdName, Zone, ZoneThresholds};
+use super::wan::{Fallback, Outcome, Sample, WanController, WanEvent};
+use super::writer::WriteOutcome;
+use crate::config::{DirectionConfig, FallbackMode, Thresholds};
+use crate::sim::sample_config;
+use crate::time::Instant;
+use crate::units::Bps;
+
+fn mbps(v: f64) -> Bps {
+    Bps::from_mbps(v)
+}
+
+fn dl(ceiling: f64, floors: [f64; 4], step: f64, factor: f64) -> DirectionConfig {
+    DirectionConfig {
+        ceiling: mbps(ceiling),
+        step_up: mbps(step),
+        factor_down: factor,
+        factor_down_yellow: 0.96,
+        green_required: 5,
+        floor_green: mbps(floors[0]),
+        floor_yellow: mbps(floors[1]),
+        floor_soft_red: mbps(floors[2]),
+        floor_red: mbps(floors[3]),
+    }
+}
+
+const T: ZoneThresholds = ZoneThresholds { target_ms: 15.0, warn_ms: 45.0, hard_red_ms: 80.0 };
+
+fn cable() -> QueueController {
+    QueueController::new(dl(940.0, [550.0, 350.0, 275.0, 200.0], 10.0, 0.85))
+}
+
+#[test]
+fn four_state_classification_boundaries_fall_in_the_lower_state() {
+    let cases = [
+        (5.0, Zone::Green),
+        (15.0, Zone::Green),
+        (-3.0, Zone::Green),
+        (20.0, Zone::Yellow),
+        (45.0, Zone::Yellow),
+        (60.0, Zone::SoftRed),
+        (80.0, Zone::SoftRed),
+        (100.0, Zone::Red),
+    ];
+    for (delta, want) in cases {
+        let mut q = cable();
+        assert_eq!(q.adjust_4state(delta, T, false).zone, want, "delta {delta}");
+    }
+}
+
+#[test]
+fn red_at_085_takes_920_to_400_in_6_cycles() {
+    let mut q = QueueController::new(dl(920.0, [400.0; 4], 10.0, 0.85));
+    let mut rates = vec![];
+    for _ in 0..6 {
+        rates.push(q.adjust_4state(100.0, T, false).rate.0 / 1_000_000);
+    }
+    assert_eq!(rates, vec![782, 664, 564, 480, 408, 400]);
+}
+
+#[test]
+fn green_holds_four_cycles_then_steps_every_cycle() {
+    let mut q = cable();
+    q.restore(mbps(800.0), 0, 0, 0);
+    let rates: Vec<u64> = (0..7).map(|_| q.adjust_4state(0.0, T, false).rate.0 / 1_000_000).collect();
+    assert_eq!(rates, vec![800, 800, 800, 800, 810, 820, 830]);
+}
+
+#[test]
+fn floors_raise_the_rate_on_entering_a_state() {
+    // Leaving RED at 300 M into GREEN with floor_green 550 jumps to 550 at once.
+    let mut q = cable();
+    q.restore(mbps(300.0), 0, 0, 3);
+    assert_eq!(q.adjust_4state(0.0, T, false).rate, mbps(550.0));
+    // YELLOW raises to floor_yellow, SOFT_RED to floor_soft_red (and then holds).
+    let mut q = cable();
+    q.restore(mbps(210.0), 0, 0, 0);
+    assert_eq!(q.adjust_4state(60.0, T, false).rate, mbps(275.0));
+    assert_eq!(q.adjust_4state(60.0, T, false).rate, mbps(275.0));
+    assert_eq!(q.adjust_4state(20.0, T, false).rate, mbps(350.0));
+}
+
+#[test]
+fn yellow_decay_halves_in_about_17_cycles_down_to_the_floor() {
+    let mut q = QueueController::new(dl(1000.0, [100.0, 100.0, 100.0, 100.0], 10.0, 0.85));
+    let mut n = 0;
+    while q.rate() > mbps(500.0) {
+        q.adjust_4state(20.0, T, false);
+        n += 1;
+    }
+    assert_eq!(n, 17);
+    for _ in 0..200 {
+        q.adjust_4state(20.0, T, false);
+    }
+    assert_eq!(q.rate(), mbps(100.0));
+}
+
+#[test]
+fn soft_red_holds_and_sustain_can_be_raised() {
+    let mut q = cable();
+    q.restore(mbps(600.0), 0, 0, 0);
+    for _ in 0..5 {
+        assert_eq!(q.adjust_4state(60.0, T, false).rate, mbps(600.0));
+    }
+    let mut q = cable().with_soft_red_required(3);
+    assert_eq!(q.adjust_4state(60.0, T, false).zone, Zone::Yellow);
+    assert_eq!(q.adjust_4state(60.0, T, false).zone, Zone::Yellow);
+    assert_eq!(q.adjust_4state(60.0, T, false).zone, Zone::SoftRed);
+}
+
+#[test]
+fn upload_goes_red_at_warn_and_uses_only_floor_red() {
+    let mut cfg = dl(38.0, [30.0, 20.0, 20.0, 8.0], 1.0, 0.9);
+    cfg.factor_down_yellow = 0.94;
+    let mut q = QueueController::new(cfg);
+    assert_eq!(q.adjust_3state(46.0, T).zone, Zone::Red);
+    assert_eq!(q.rate(), Bps(34_200_000));
+    for _ in 0..100 {
+        q.adjust_3state(20.0, T);
+    }
+    assert_eq!(q.rate(), mbps(8.0), "yellow decays to floor_red, not floor_yellow");
+    assert_eq!(q.adjust_3state(15.0, T).zone, Zone::Green);
+}
+
+#[test]
+fn transition_reasons_have_the_original_text() {
+    let mut q = cable();
+    let t = q.adjust_4state(23.44, T, false).transition.expect("GREEN→YELLOW");
+    assert_eq!(t.to_string(), "RTT delta 23.4ms exceeded green threshold 15ms");
+    assert!(q.adjust_4state(25.0, T, false).transition.is_none());
+    let t = q.adjust_4state(90.0, T, false).transition.expect("→RED");
+    assert_eq!(t.threshold.0, ThresholdName::HardRed);
+    assert_eq!(t.to_string(), "RTT delta 90.0ms exceeded hard_red threshold 80ms");
+    let t = q.adjust_4state(2.0, T, false).transition.expect("→GREEN");
+    assert_eq!(t.to_string(), "RTT delta 2.0ms fell below green threshold 15ms");
+    let mut u = cable();
+    let t = u.adjust_3state(50.5, ZoneThresholds { warn_ms: 45.5, ..T }).transition.expect("→RED");
+    assert_eq!(t.to_string(), "RTT delta 50.5ms exceeded warn threshold 45.5ms");
+}
+
+#[test]
+fn streak_state_is_what_the_original_health_reported() {
+    let q = cable();
+    assert_eq!(q.streak_state(), Zone::Yellow, "a fresh controller reports YELLOW");
+    let mut q = cable();
+    q.adjust_4state(0.0, T, false);
+    assert_eq!(q.streak_state(), Zone::Green);
+}
+
+#[test]
+fn spike_forces_red_only_above_the_green_band() {
+    let mut q = cable();
+    q.restore(mbps(800.0), 7, 0, 0);
+    assert_eq!(q.adjust_4state(10.0, T, true).zone, Zone::Green, "jitter within the band");
+    let a = q.adjust_4state(20.0, T, true);
+    assert_eq!(a.zone, Zone::Red);
+    assert_eq!(a.rate, Bps(688_500_000), "810 after the GREEN step, then x0.85");
+}
+
+fn thresholds(base_tau: f64, load_tau: f64) -> Thresholds {
+    Thresholds {
+        target_bloat_ms: 15.0,
+        warn_bloat_ms: 45.0,
+        hard_red_bloat_ms: 80.0,
+        baseline_tau: Duration::from_secs_f64(base_tau),
+        load_tau: Duration::from_secs_f64(load_tau),
+        baseline_update_threshold_ms: 3.0,
+        accel_threshold_ms: 15.0,
+        baseline_min_ms: 10.0,
+        baseline_max_ms: 60.0,
+    }
+}
+
+#[test]
+fn ewma_matches_the_original_alpha_at_nominal_cadence() {
+    let mut f = RttFilter::new(25.0, &thresholds(50.0, 0.1));
+    let dt = Duration::from_millis(50);
+    f.on_sample(27.0, dt);
+    assert!((f.load_ms() - 26.0).abs() < 1e-9, "alpha_load 0.5");
+    assert!((f.baseline_ms() - (0.999 * 25.0 + 0.001 * 27.0)).abs() < 1e-9, "alpha_baseline 0.001");
+}
+
+#[test]
+fn baseline_is_frozen_bit_for_bit_while_loaded() {
+    let mut f = RttFilter::new(25.0, &thresholds(50.0, 0.1));
+    let dt = Duration::from_millis(50);
+    f.on_sample(90.0, dt);
+    let frozen = f.baseline_ms();
+    for _ in 0..100 {
+        assert_eq!(f.on_sample(90.0, dt).0, BaselineUpdate::Frozen);
+    }
+    assert_eq!(f.baseline_ms().to_bits(), frozen.to_bits());
+}
+
+#[test]
+fn baseline_threshold_is_strict_and_bounds_inclusive() {
+    // load − baseline exactly 3.0 freezes.
+    let mut f = RttFilter::new(20.0, &thresholds(50.0, 0.05));
+    assert_eq!(f.on_sample(23.0, Duration::from_millis(50)).0, BaselineUpdate::Frozen);
+    // A candidate below the min bound is discarded.
+    let mut f = RttFilter::new(10.0, &thresholds(0.05, 0.05));
+    assert_eq!(f.on_sample(9.0, Duration::from_millis(50)).0, BaselineUpdate::OutOfBounds(9.0));
+    assert_eq!(f.baseline_ms(), 10.0);
+    assert_eq!(f.on_sample(10.0, Duration::from_millis(50)).0, BaselineUpdate::Updated(10.0));
+}
+
+#[test]
+fn alpha_scales_with_the_measured_interval() {
+    let a50 = RttFilter::alpha(Duration::from_millis(50), 1.0);
+    let a100 = RttFilter::alpha(Duration::from_millis(100), 1.0);
+    assert!((a100 - 2.0 * a50).abs() < 1e-12);
+    assert_eq!(RttFilter::alpha(Duration::from_secs(10), 0.1), 1.0);
+}
+
+fn tick(w: &mut WanController, ms: u64, s: Sample) -> Outcome {
+    let now = Instant::from_millis(ms);
+    let o = w.on_tick(now, s).outcome;
+    if w.poll_write().is_some() {
+        w.on_write_result(now, WriteOutcome::Applied, None);
+    }
+    o
+}
+
+#[test]
+fn graceful_degradation_uses_last_rtt_then_freezes_then_fails() {
+    let cfg = sample_config();
+    assert_eq!(cfg.monitoring.fallback.mode, FallbackMode::GracefulDegradation);
+    let mut w = WanController::new(&cfg, Instant::ZERO);
+    tick(&mut w, 0, Sample::Rtt(25.0));
+    let lost = Sample::Lost(Fallback::Connected);
+    assert_eq!(tick(&mut w, 50, lost), Outcome::Adjusted, "first timeout period: last RTT");
+    assert_eq!(tick(&mut w, 1100, lost), Outcome::Frozen);
+    assert_eq!(tick(&mut w, 2100, lost), Outcome::Frozen);
+    assert_eq!(tick(&mut w, 3100, lost), Outcome::Failed);
+    assert_eq!(tick(&mut w, 3150, Sample::Lost(Fallback::TcpRtt(30.0))), Outcome::Adjusted);
+    assert_eq!(tick(&mut w, 3200, Sample::Lost(Fallback::NoConnectivity)), Outcome::Failed);
+    assert_eq!(tick(&mut w, 3250, Sample::Rtt(25.0)), Outcome::Adjusted);
+    let mut saw_recovered = false;
+    while let Some(e) = w.poll_event() {
+        saw_recovered |= matches!(e, WanEvent::IcmpRecovered { .. });
+    }
+    assert!(saw_recovered);
+}
+
+#[test]
+fn waiting_changes_nothing() {
+    let cfg = sample_config();
+    let mut w = WanController::new(&cfg, Instant::ZERO);
+    tick(&mut w, 0, Sample::Rtt(25.0));
+    let before = (w.filter().load_ms(), w.desired());
+    assert_eq!(tick(&mut w, 50, Sample::Waiting), Outcome::Waiting);
+    assert_eq!((w.filter().load_ms(), w.desired()), before);
+}
+
+#[test]
+fn router_outage_keeps_newest_rates_pending_and_applies_them_on_recovery() {
+    let cfg = sample_config();
+    let mut w = WanController::new(&cfg, Instant::ZERO);
+    let mut now = 0;
+    // Initial write fails: router down.
+    w.on_tick(Instant::from_millis(now), Sample::Rtt(25.0));
+    assert!(w.poll_write().is_some());
+    w.on_write_result(Instant::from_millis(now), WriteOutcome::NotSent, None);
+    assert!(!w.connectivity().is_reachable());
+    let mut attempts = 1;
+    // Congestion during the outage: decisions keep being made; retries are spaced.
+    for _ in 0..100 {
+        now += 50;
+        w.on_tick(Instant::from_millis(now), Sample::Rtt(200.0));
+        if w.poll_write().is_some() {
+            attempts += 1;
+            w.on_write_result(Instant::from_millis(now), WriteOutcome::NotSent, None);
+        }
+        assert!(!w.connectivity().is_reachable(), "no flip-flop: unreachable until a real success");
+    }
+    assert!(attempts <= 12, "bounded retries over 5 s: {attempts}");
+    // Router back: the newest desired rates are written within the retry cap.
+    let desired = w.desired();
+    let back = now;
+    let mut applied_at = None;
+    for _ in 0..40 {
+        now += 50;
+        w.on_tick(Instant::from_millis(now), Sample::Rtt(200.0));
+        if let Some(r) = w.poll_write() {
+            w.on_write_result(Instant::from_millis(now), WriteOutcome::Applied, None);
+            applied_at.get_or_insert((now, r));
+        }
+    }
+    let (at, rates) = applied_at.expect("applied after recovery");
+    assert!(at - back <= 1000, "applied {} ms after recovery", at - back);
+    assert!(rates.download <= desired.download);
+    assert!(w.connectivity().is_reachable());
+}

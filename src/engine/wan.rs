@@ -1,0 +1,420 @@
+//! One WAN's control cycle (ALGORITHM.md §3): measurement → EWMAs → spike check →
+//! download and upload state machines → write policy, plus ICMP-failure handling (§5) and
+//! router connectivity (§12). Pure: every call takes `now`; I/O results come in as
+//! arguments and the rates to write come out.
+//!
+//! Calling protocol, per WAN:
+//! 1. every tick: [`WanController::on_tick`] with what the prober saw since the last tick;
+//! 2. then [`WanController::poll_write`]: `Some(rates)` means "send this to the router now";
+//!    at most one write is in flight;
+//! 3. when the write ends: [`WanController::on_write_result`], then `poll_write` again (a
+//!    newer decision may be waiting; stale ones are never queued);
+//! 4. [`WanController::poll_timeout`] gives the next instant at which `poll_write` may have
+//!    something without a new tick (retry back-off);
+//! 5. drain [`WanController::poll_event`] for log-worthy events.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::config::{AutorateConfig, FallbackMode};
+use crate::engine::baseline::{BaselineUpdate, RttFilter};
+use crate::engine::connectivity::{Connectivity, FailureKind, Reconnected};
+use crate::engine::controller::{Adjustment, QueueController, Transition, Zone, ZoneThresholds};
+use crate::engine::writer::{Rates, Urgency, WriteOutcome, WritePolicy};
+use crate::time::Instant;
+use crate::units::Bps;
+
+/// How many consecutive probe doublings an increase may grow by (quantum × 2^n).
+const MAX_PROBE_DOUBLINGS: u32 = 4;
+
+/// What the prober saw for this WAN since the previous tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sample {
+    /// An RTT (ms): the reply, or the median of the replies, that arrived.
+    Rtt(f64),
+    /// Nothing arrived, but probes are outstanding and not yet timed out: no new
+    /// information (a slow reflector costs a late sample, never a decision on stale data).
+    Waiting,
+    /// Every outstanding probe timed out; `Fallback` is the latest connectivity check result.
+    Lost(Fallback),
+}
+
+/// Result of the ICMP-failure fallback checks (gateway ping, TCP handshakes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fallback {
+    /// Checks not finished yet.
+    Pending,
+    /// A TCP handshake RTT (ms) is available: used as the measurement.
+    TcpRtt(f64),
+    /// The path works (gateway answered) but no RTT is available.
+    Connected,
+    /// Neither ICMP nor TCP nor the gateway answered (or fallback is disabled).
+    NoConnectivity,
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// The controllers ran.
+    Adjusted,
+    /// No new measurement: nothing changed.
+    Waiting,
+    /// ICMP lost, fallback says freeze: nothing changed (counts as success).
+    Frozen,
+    /// ICMP lost beyond the graceful allowance, or total connectivity loss.
+    Failed,
+}
+
+/// Per-tick figures for health, metrics and history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TickReport {
+    /// What happened.
+    pub outcome: Outcome,
+    /// The measurement used (ms), if the controllers ran.
+    pub measured_ms: Option<f64>,
+    /// Download zone and rate after the tick.
+    pub download: Adjustment,
+    /// Upload zone and rate after the tick.
+    pub upload: Adjustment,
+}
+
+/// Log-worthy events, drained with [`WanController::poll_event`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WanEvent {
+    /// Download zone changed.
+    DownloadTransition(Transition),
+    /// Upload zone changed.
+    UploadTransition(Transition),
+    /// A baseline candidate outside the bounds was discarded.
+    BaselineOutOfBounds {
+        /// The rejected candidate (ms).
+        candidate_ms: f64,
+    },
+    /// The load jumped by more than `accel_threshold_ms` in one cycle.
+    Spike {
+        /// The jump (ms).
+        accel_ms: f64,
+        /// Whether it forced a RED cycle.
+        forced_red: bool,
+    },
+    /// Every probe was lost; fallback checks take over.
+    IcmpLost,
+    /// ICMP answered again after a loss period.
+    IcmpRecovered {
+        /// How long ICMP was unavailable.
+        after: Duration,
+    },
+    /// A router write failed.
+    RouterFailed {
+        /// Classified cause.
+        kind: FailureKind,
+        /// Consecutive failures so far.
+        count: u32,
+    },
+    /// The router answered again.
+    RouterReconnected(Reconnected),
+    /// An increase was held back by the write budget (first of an episode only).
+    WriteThrottled,
+}
+
+/// One WAN's controller.
+#[derive(Debug, Clone)]
+pub struct WanController {
+    filter: RttFilter,
+    download: QueueController,
+    upload: QueueController,
+    thresholds: ZoneThresholds,
+    accel_threshold_ms: f64,
+    fallback_mode: FallbackMode,
+    max_fallback_cycles: u32,
+    ping_timeout: Duration,
+    writer: WritePolicy,
+    connectivity: Connectivity,
+    last_sample_at: Option<Instant>,
+    icmp_lost_since: Option<Instant>,
+    probe_doublings: u32,
+    pending_write: Option<Rates>,
+    throttled: bool,
+    events: VecDeque<WanEvent>,
+    last_report: TickReport,
+}
+
+impl WanController {
+    /// A controller at the ceilings with both EWMAs at `baseline_rtt_initial`.
+    pub fn new(cfg: &AutorateConfig, now: Instant) -> WanController {
+        let m = &cfg.monitoring;
+        let t = &m.thresholds;
+        let download = QueueController::new(m.download.clone());
+        let upload = QueueController::new(m.upload.clone());
+        let idle = |q: &QueueController| Adjustment { zone: Zone::Green, rate: q.rate(), transition: None };
+        let last_report = TickReport {
+            outcome: Outcome::Waiting,
+            measured_ms: None,
+            download: idle(&download),
+            upload: idle(&upload),
+        };
+        WanController {
+            filter: RttFilter::new(m.baseline_rtt_initial_ms, t),
+            download,
+            upload,
+            thresholds: ZoneThresholds {
+                target_ms: t.target_bloat_ms,
+                warn_ms: t.warn_bloat_ms,
+                hard_red_ms: t.hard_red_bloat_ms,
+            },
+            accel_threshold_ms: t.accel_threshold_ms,
+            fallback_mode: m.fallback.mode,
+            max_fallback_cycles: m.fallback.max_fallback_cycles,
+            ping_timeout: cfg.ping_timeout.max(Duration::from_millis(50)),
+            writer: WritePolicy::new(now),
+            connectivity: Connectivity::new(),
+            last_sample_at: None,
+            icmp_lost_since: None,
+            probe_doublings: 0,
+            pending_write: None,
+            throttled: false,
+            events: VecDeque::with_capacity(16),
+            last_report,
+        }
+    }
+
+    /// The RTT filters.
+    pub fn filter(&self) -> &RttFilter {
+        &self.filter
+    }
+
+    /// Mutable filters (state restore).
+    pub fn filter_mut(&mut self) -> &mut RttFilter {
+        &mut self.filter
+    }
+
+    /// The download controller.
+    pub fn download(&self) -> &QueueController {
+        &self.download
+    }
+
+    /// The upload controller.
+    pub fn upload(&self) -> &QueueController {
+        &self.upload
+    }
+
+    /// Mutable controllers (state restore): (download, upload).
+    pub fn controllers_mut(&mut self) -> (&mut QueueController, &mut QueueController) {
+        (&mut self.download, &mut self.upload)
+    }
+
+    /// The write policy (applied rates, budget, counters).
+    pub fn writer(&self) -> &WritePolicy {
+        &self.writer
+    }
+
+    /// Mutable write policy (state restore of `last_applied`).
+    pub fn writer_mut(&mut self) -> &mut WritePolicy {
+        &mut self.writer
+    }
+
+    /// Router reachability.
+    pub fn connectivity(&self) -> &Connectivity {
+        &self.connectivity
+    }
+
+    /// The last tick's report.
+    pub fn last_report(&self) -> &TickReport {
+        &self.last_report
+    }
+
+    /// The rates the controllers want now.
+    pub fn desired(&self) -> Rates {
+        Rates { download: self.download.rate(), upload: self.upload.rate() }
+    }
+
+    /// One control cycle.
+    pub fn on_tick(&mut self, now: Instant, sample: Sample) -> TickReport {
+        let measured = match sample {
+            Sample::Rtt(ms) => {
+                if let Some(since) = self.icmp_lost_since.take() {
+                    self.events.push_back(WanEvent::IcmpRecovered { after: now.saturating_since(since) });
+                }
+                Some(ms)
+            }
+            Sample::Waiting => None,
+            Sample::Lost(fallback) => {
+                let since = *self.icmp_lost_since.get_or_insert_with(|| {
+                    self.events.push_back(WanEvent::IcmpLost);
+                    now
+                });
+                match self.on_icmp_lost(now, since, fallback) {
+                    Ok(Some(ms)) => Some(ms),
+                    Ok(None) => return self.finish(Outcome::Frozen),
+                    Err(()) => return self.finish(Outcome::Failed),
+                }
+            }
+        };
+        let Some(measured) = measured else {
+            return self.finish(Outcome::Waiting);
+        };
+        let dt = self.last_sample_at.map_or(crate::config::NOMINAL_CYCLE, |t| now.saturating_since(t));
+        self.last_sample_at = Some(now);
+        let (baseline, accel) = self.filter.on_sample(measured, dt);
+        if let BaselineUpdate::OutOfBounds(candidate_ms) = baseline {
+            self.events.push_back(WanEvent::BaselineOutOfBounds { candidate_ms });
+        }
+        let delta = self.filter.delta_ms();
+        let spike = accel > self.accel_threshold_ms;
+        if spike {
+            let forced_red = delta > self.thresholds.target_ms;
+            self.events.push_back(WanEvent::Spike { accel_ms: accel, forced_red });
+        }
+        let dl = self.download.adjust_4state(delta, self.thresholds, spike);
+        let ul = self.upload.adjust_3state(delta, self.thresholds);
+        if let Some(t) = dl.transition {
+            self.events.push_back(WanEvent::DownloadTransition(t));
+        }
+        if let Some(t) = ul.transition {
+            self.events.push_back(WanEvent::UploadTransition(t));
+        }
+        if dl.zone != Zone::Green || ul.zone != Zone::Green {
+            self.probe_doublings = 0;
+        }
+        self.last_report =
+            TickReport { outcome: Outcome::Adjusted, measured_ms: Some(measured), download: dl, upload: ul };
+        self.decide(now);
+        self.last_report
+    }
+
+    fn finish(&mut self, outcome: Outcome) -> TickReport {
+        self.last_report.outcome = outcome;
+        self.last_report.measured_ms = None;
+        self.last_report.download.transition = None;
+        self.last_report.upload.transition = None;
+        self.last_report
+    }
+
+    /// ALGORITHM.md §5 with "cycles" measured in probe timeouts: the original's lost cycle
+    /// lasted at least one ping timeout, ours are 50 ms, so counting ticks would give up
+    /// twenty times sooner. `Ok(Some)` = substitute measurement, `Ok(None)` = freeze.
+    fn on_icmp_lost(&mut self, now: Instant, since: Instant, fallback: Fallback) -> Result<Option<f64>, ()> {
+        let period = (now.saturating_since(since).as_micros() / self.ping_timeout.as_micros()) as u32 + 1;
+        match fallback {
+            Fallback::TcpRtt(ms) => Ok(Some(ms)),
+            Fallback::NoConnectivity => Err(()),
+            Fallback::Pending => Ok(None),
+            Fallback::Connected => match self.fallback_mode {
+                FallbackMode::Freeze => Ok(None),
+                FallbackMode::UseLastRtt => Ok(Some(self.filter.load_ms())),
+                FallbackMode::GracefulDegradation if period == 1 => Ok(Some(self.filter.load_ms())),
+                FallbackMode::GracefulDegradation if period <= self.max_fallback_cycles => Ok(None),
+                FallbackMode::GracefulDegradation => Err(()),
+            },
+        }
+    }
+
+    fn urgency(&self) -> Urgency {
+        let worst = self.last_report.download.zone.max(self.last_report.upload.zone);
+        match worst {
+            Zone::Green => Urgency::Calm,
+            Zone::Yellow => Urgency::Warning,
+            Zone::SoftRed | Zone::Red => Urgency::Congested,
+        }
+    }
+
+    /// Runs the write policy on the current desired rates; caps the controllers while an
+    /// increase is held back so the eventual write is a bounded probe, not a jump.
+    fn decide(&mut self, now: Instant) {
+        if self.pending_write.is_some() {
+            return;
+        }
+        let mut desired = self.desired();
+        if let Some(reference) = self.writer.in_flight().or(self.writer.applied())
+            && !desired.cuts_from(reference)
+            && desired != reference
+        {
+            let k = 1u64 << self.probe_doublings.min(MAX_PROBE_DOUBLINGS);
+            let quantum = |q: &QueueController| {
+                let l = q.limits();
+                Bps(l.step_up.0.saturating_mul(u64::from(l.green_required.max(1))).saturating_mul(k))
+            };
+            let cap_dl = Bps(reference.download.0.saturating_add(quantum(&self.download).0));
+            let cap_ul = Bps(reference.upload.0.saturating_add(quantum(&self.upload).0));
+            self.download.cap_rate(cap_dl.max(reference.download));
+            self.upload.cap_rate(cap_ul.max(reference.upload));
+            desired = self.desired();
+        }
+        let was_increase = self.writer.is_holding_increase(desired);
+        match self.writer.decide(now, desired, self.urgency()) {
+            Some(rates) => {
+                if was_increase {
+                    self.probe_doublings = self.probe_doublings.saturating_add(1);
+                }
+                self.throttled = false;
+                self.pending_write = Some(rates);
+            }
+            None if was_increase
+                && !self.throttled
+                && self.writer.in_flight().is_none()
+                && self.writer.tokens() < 1.0 =>
+            {
+                self.throttled = true;
+                self.events.push_back(WanEvent::WriteThrottled);
+            }
+            None => {}
+        }
+    }
+
+    /// The rates to send to the router now, if any. Each `Some` must be followed by
+    /// exactly one [`WanController::on_write_result`].
+    pub fn poll_write(&mut self) -> Option<Rates> {
+        self.pending_write.take()
+    }
+
+    /// How the last write ended; `kind` classifies a failure.
+    pub fn on_write_result(&mut self, now: Instant, outcome: WriteOutcome, kind: Option<FailureKind>) {
+        self.writer.on_result(now, outcome);
+        match outcome {
+            WriteOutcome::Applied | WriteOutcome::Rejected => {
+                if let Some(r) = self.connectivity.record_success(now) {
+                    self.events.push_back(WanEvent::RouterReconnected(r));
+                }
+            }
+            WriteOutcome::NotSent | WriteOutcome::Uncertain => {
+                let kind = kind.unwrap_or(FailureKind::Unknown);
+                let count = self.connectivity.record_failure(now, kind);
+                self.events.push_back(WanEvent::RouterFailed { kind, count });
+            }
+        }
+        self.decide(now);
+    }
+
+    /// Reports a router exchange that was not a rate write (a reachability probe).
+    pub fn on_router_probe(&mut self, now: Instant, ok: Result<(), FailureKind>) {
+        match ok {
+            Ok(()) => {
+                if let Some(r) = self.connectivity.record_success(now) {
+                    self.events.push_back(WanEvent::RouterReconnected(r));
+                }
+            }
+            Err(kind) => {
+                let count = self.connectivity.record_failure(now, kind);
+                self.events.push_back(WanEvent::RouterFailed { kind, count });
+            }
+        }
+    }
+
+    /// The next instant at which a retry may be due without a tick.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        if self.pending_write.is_some() || self.writer.applied() == Some(self.desired()) {
+            return None;
+        }
+        self.writer.next_deadline(now)
+    }
+
+    /// A deadline from `poll_timeout` passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.decide(now);
+    }
+
+    /// The next log-worthy event.
+    pub fn poll_event(&mut self) -> Option<WanEvent> {
+        self.events.pop_front()
+    }
+}

@@ -1,0 +1,8 @@
+//! The `wanctl` binary: parse the command line, run, map errors to one stderr line and an
+//! exit code (2 usage/config, 1 runtime, 0 success).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    wanctl::app::main(std::env::args_os().collect())
+}

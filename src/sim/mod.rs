@@ -1,0 +1,436 @@
+//! Deterministic simulation: the real controller on a virtual clock, a fluid model of a
+//! bottleneck link, and a model router. Pure: no sockets, no clock, seeded randomness, so
+//! ten simulated minutes take milliseconds and every run replays from its seed.
+//!
+//! The world's loop has the shape of quinn's `Pair::drive`: jump to the earliest of the
+//! next tick, the next write completion and the controller's own deadline; integrate the
+//! link up to that instant in 1 ms steps; feed the input; apply the outputs.
+//!
+//! Link model (per direction): traffic leaves the router's CAKE shaper at
+//! `min(demand, shaped rate)` (CAKE keeps its own queue short, so excess demand never
+//! reaches the bottleneck) and enters the ISP bottleneck of capacity `C(t)` whose buffer
+//! holds at most `buffer` of delay (600 ms, a typical bloated modem). Added delay is the
+//! bottleneck backlog divided by `C(t)`. An echo sent at `t` comes back after
+//! `base RTT + download delay + upload delay + jitter`, or never (loss, dead reflector).
+
+pub mod scenarios;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::config::{
+    AutorateConfig, DirectionConfig, Endpoint, FallbackChecks, FallbackMode, Logging, Monitoring, Queues,
+    RouterConfig, Scheme, Secret, Storage, Thresholds, Transport,
+};
+use crate::engine::connectivity::FailureKind;
+use crate::engine::wan::{Fallback, Sample, TickReport, WanController};
+use crate::engine::writer::{Rates, WriteOutcome};
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::units::Bps;
+
+/// The control cadence.
+pub const TICK: Duration = Duration::from_millis(50);
+/// Fluid-model integration step.
+const STEP: Duration = Duration::from_millis(1);
+
+/// The built-in configuration of the simulated link: a 100/20 Mbit/s cable-like line.
+pub fn sample_config() -> AutorateConfig {
+    let mb = Bps::from_mbps;
+    AutorateConfig {
+        schema_version: "1.0".into(),
+        wan_name: "sim".into(),
+        router: RouterConfig {
+            host: "192.0.2.1".into(),
+            user: "wanctl".into(),
+            ssh_key: "/etc/wanctl/ssh/router.key".into(),
+            transport: Transport::Rest,
+            password: Secret(String::new()),
+            port: 80,
+            scheme: Scheme::Http,
+            verify_ssl: false,
+            ca_file: None,
+            cert_sha256: None,
+        },
+        queues: Queues { download: "WAN-Download-Sim".into(), upload: "WAN-Upload-Sim".into() },
+        monitoring: Monitoring {
+            baseline_rtt_initial_ms: 20.0,
+            ping_hosts: vec!["192.0.2.11".into(), "192.0.2.12".into(), "192.0.2.13".into()],
+            use_median_of_three: true,
+            download: DirectionConfig {
+                ceiling: mb(100.0),
+                step_up: mb(2.0),
+                factor_down: 0.85,
+                factor_down_yellow: 0.96,
+                green_required: 5,
+                floor_green: mb(30.0),
+                floor_yellow: mb(25.0),
+                floor_soft_red: mb(20.0),
+                floor_red: mb(10.0),
+            },
+            upload: DirectionConfig {
+                ceiling: mb(20.0),
+                step_up: mb(0.5),
+                factor_down: 0.90,
+                factor_down_yellow: 0.94,
+                green_required: 5,
+                floor_green: mb(4.0),
+                floor_yellow: mb(4.0),
+                floor_soft_red: mb(4.0),
+                floor_red: mb(4.0),
+            },
+            thresholds: Thresholds {
+                target_bloat_ms: 15.0,
+                warn_bloat_ms: 45.0,
+                hard_red_bloat_ms: 80.0,
+                baseline_tau: Duration::from_secs(60),
+                load_tau: Duration::from_millis(100),
+                baseline_update_threshold_ms: 3.0,
+                accel_threshold_ms: 15.0,
+                baseline_min_ms: 10.0,
+                baseline_max_ms: 60.0,
+            },
+            fallback: FallbackChecks {
+                enabled: true,
+                check_gateway: true,
+                check_tcp: true,
+                gateway_ip: "192.0.2.1".into(),
+                tcp_targets: vec![("192.0.2.11".into(), 443)],
+                mode: FallbackMode::GracefulDegradation,
+                max_fallback_cycles: 3,
+            },
+        },
+        logging: Logging { main_log: String::new(), debug_log: String::new() },
+        lock_file: "/run/wanctl/sim.lock".into(),
+        lock_timeout: Duration::from_secs(300),
+        router_timeout: Duration::from_secs(15),
+        ping_timeout: Duration::from_secs(1),
+        health: Endpoint { enabled: false, host: "127.0.0.1".into(), port: 9101 },
+        metrics: Endpoint { enabled: false, host: "127.0.0.1".into(), port: 9100 },
+        storage: Storage { db_path: None, ..Storage::default() },
+        state_file_key: None,
+    }
+}
+
+/// A piecewise description of a link over time, evaluated by the world.
+#[derive(Debug, Clone)]
+pub struct LinkProfile {
+    /// Base (propagation) RTT, ms.
+    pub base_rtt_ms: f64,
+    /// Standard deviation of per-probe jitter, ms.
+    pub jitter_ms: f64,
+    /// Probability that one echo is lost.
+    pub loss: f64,
+    /// Bottleneck buffer, as delay at the current capacity.
+    pub buffer: Duration,
+    /// Download capacity over time (Mbit/s): `(from_second, value)` steps.
+    pub dl_capacity: Vec<(f64, f64)>,
+    /// Upload capacity over time.
+    pub ul_capacity: Vec<(f64, f64)>,
+    /// Download demand over time (Mbit/s); 0 = idle.
+    pub dl_demand: Vec<(f64, f64)>,
+    /// Upload demand over time.
+    pub ul_demand: Vec<(f64, f64)>,
+    /// Windows `[from, to)` (s) in which no reflector answers.
+    pub reflectors_dead: Vec<(f64, f64)>,
+    /// What the fallback checks find while reflectors are dead.
+    pub fallback_while_dead: Fallback,
+    /// Windows `[from, to)` (s) in which the router refuses connections.
+    pub router_down: Vec<(f64, f64)>,
+}
+
+/// Value of a step function at `t` seconds.
+pub fn step_at(steps: &[(f64, f64)], t: f64) -> f64 {
+    let mut v = steps.first().map_or(0.0, |s| s.1);
+    for &(from, value) in steps {
+        if t >= from {
+            v = value;
+        } else {
+            break;
+        }
+    }
+    v
+}
+
+fn in_windows(windows: &[(f64, f64)], t: f64) -> bool {
+    windows.iter().any(|&(a, b)| t >= a && t < b)
+}
+
+#[derive(Debug, Clone, Default)]
+struct Direction {
+    backlog_bits: f64,
+    delivered_bits: f64,
+    capacity_bits: f64,
+}
+
+impl Direction {
+    fn step(&mut self, dt: f64, capacity_mbps: f64, demand_mbps: f64, shaped: Bps, buffer: Duration) -> f64 {
+        let cap = capacity_mbps * 1e6;
+        let arrival = (demand_mbps * 1e6).min(shaped.0 as f64);
+        let can_send = cap * dt;
+        let total = self.backlog_bits + arrival * dt;
+        let sent = total.min(can_send);
+        let max_backlog = cap * buffer.as_secs_f64();
+        self.backlog_bits = (total - sent).min(max_backlog).max(0.0);
+        self.delivered_bits += sent;
+        self.capacity_bits += can_send;
+        if cap > 0.0 { self.backlog_bits / cap * 1000.0 } else { 0.0 }
+    }
+}
+
+/// One record of the world's trace, every tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TraceRow {
+    /// Virtual time (s).
+    pub t: f64,
+    /// Download capacity (Mbit/s).
+    pub dl_capacity: f64,
+    /// Router's applied download rate (Mbit/s).
+    pub dl_rate: f64,
+    /// Router's applied upload rate (Mbit/s).
+    pub ul_rate: f64,
+    /// Added delay (both directions, ms) right now.
+    pub added_delay_ms: f64,
+    /// The measurement the controller used (ms), if any.
+    pub measured_ms: Option<f64>,
+    /// Baseline (ms).
+    pub baseline_ms: f64,
+    /// The controller's tick report.
+    pub report: TickReport,
+    /// Download demand present (the link is loaded).
+    pub loaded: bool,
+    /// Write-budget tokens.
+    pub tokens: f64,
+}
+
+/// A router write seen by the model router.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WriteRecord {
+    /// When it was applied (s).
+    pub t: f64,
+    /// What was written.
+    pub rates: Rates,
+    /// Whether the router accepted it.
+    pub applied: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    sent: Instant,
+    arrives: Option<Instant>,
+}
+
+/// The world: controller, link and router on a virtual clock.
+#[derive(Debug)]
+pub struct SimWorld {
+    /// The link description.
+    pub profile: LinkProfile,
+    /// The controller under test.
+    pub wan: WanController,
+    rng: Rng,
+    now: Instant,
+    next_tick: Instant,
+    dl: Direction,
+    ul: Direction,
+    router_rates: Rates,
+    write_done: Option<(Instant, bool)>,
+    pending_rates: Option<Rates>,
+    last_reply: Instant,
+    probes: VecDeque<Probe>,
+    reflectors: usize,
+    median: bool,
+    ping_timeout: Duration,
+    delay_ms: (f64, f64),
+    /// Per-tick trace.
+    pub trace: Vec<TraceRow>,
+    /// Every write the router saw.
+    pub writes: Vec<WriteRecord>,
+    /// Added-delay samples (ms) taken every millisecond while the link is loaded.
+    pub loaded_delay_ms: Vec<f32>,
+    loaded_delivered: f64,
+    loaded_capacity: f64,
+}
+
+/// Router write latency in the model (one REST round trip on a LAN).
+const ROUTER_LATENCY: Duration = Duration::from_millis(4);
+
+impl SimWorld {
+    /// A world at t = 0 with the router at the ceilings.
+    pub fn new(cfg: &AutorateConfig, profile: LinkProfile, seed: u64) -> SimWorld {
+        let m = &cfg.monitoring;
+        let reflectors = if m.use_median_of_three && m.ping_hosts.len() >= 3 { 3 } else { 1 };
+        SimWorld {
+            profile,
+            wan: WanController::new(cfg, Instant::ZERO),
+            rng: Rng::new(seed),
+            now: Instant::ZERO,
+            next_tick: Instant::ZERO,
+            dl: Direction::default(),
+            ul: Direction::default(),
+            router_rates: Rates { download: m.download.ceiling, upload: m.upload.ceiling },
+            write_done: None,
+            pending_rates: None,
+            last_reply: Instant::ZERO,
+            probes: VecDeque::with_capacity(256),
+            reflectors,
+            median: reflectors == 3,
+            ping_timeout: cfg.ping_timeout,
+            delay_ms: (0.0, 0.0),
+            trace: Vec::new(),
+            writes: Vec::new(),
+            loaded_delay_ms: Vec::new(),
+            loaded_delivered: 0.0,
+            loaded_capacity: 0.0,
+        }
+    }
+
+    /// Virtual now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Rates the model router currently enforces.
+    pub fn router_rates(&self) -> Rates {
+        self.router_rates
+    }
+
+    /// Delivered / capacity over the loaded periods (download).
+    pub fn utilisation(&self) -> f64 {
+        if self.loaded_capacity > 0.0 { self.loaded_delivered / self.loaded_capacity } else { 0.0 }
+    }
+
+    fn advance_link(&mut self, until: Instant) {
+        while self.now < until {
+            let dt = STEP.min(until.saturating_since(self.now));
+            let t = self.now.as_secs_f64();
+            let p = &self.profile;
+            let (dl_cap, ul_cap) = (step_at(&p.dl_capacity, t), step_at(&p.ul_capacity, t));
+            let (dl_dem, ul_dem) = (step_at(&p.dl_demand, t), step_at(&p.ul_demand, t));
+            let before = (self.dl.delivered_bits, self.dl.capacity_bits);
+            let d = self.dl.step(dt.as_secs_f64(), dl_cap, dl_dem, self.router_rates.download, p.buffer);
+            let u = self.ul.step(dt.as_secs_f64(), ul_cap, ul_dem, self.router_rates.upload, p.buffer);
+            self.delay_ms = (d, u);
+            if dl_dem > 0.0 {
+                self.loaded_delay_ms.push((d + u) as f32);
+                self.loaded_delivered += self.dl.delivered_bits - before.0;
+                self.loaded_capacity += self.dl.capacity_bits - before.1;
+            }
+            self.now += dt;
+        }
+    }
+
+    fn send_probes(&mut self) {
+        let t = self.now.as_secs_f64();
+        let dead = in_windows(&self.profile.reflectors_dead, t);
+        for _ in 0..self.reflectors {
+            let lost = dead || self.rng.chance(self.profile.loss);
+            let jitter = (self.rng.normal() * self.profile.jitter_ms).abs();
+            let rtt = self.profile.base_rtt_ms + self.delay_ms.0 + self.delay_ms.1 + jitter;
+            let arrives = (!lost).then(|| self.now + Duration::from_micros((rtt * 1000.0) as u64));
+            self.probes.push_back(Probe { sent: self.now, arrives });
+        }
+    }
+
+    /// What the prober reports at this tick: replies that arrived since the last tick;
+    /// `Lost` once nothing has answered for a whole probe timeout.
+    fn collect_sample(&mut self) -> Sample {
+        let mut got = [0.0f64; 64];
+        let mut n = 0;
+        let now = self.now;
+        let timeout = self.ping_timeout;
+        self.probes.retain(|p| match p.arrives {
+            Some(at) if at <= now => {
+                if n < got.len() {
+                    got[n] = at.saturating_since(p.sent).as_secs_f64() * 1000.0;
+                    n += 1;
+                }
+                false
+            }
+            _ => now.saturating_since(p.sent) < timeout,
+        });
+        if n > 0 {
+            self.last_reply = now;
+            let v = &mut got[..n];
+            v.sort_by(f64::total_cmp);
+            let rtt = if self.median && n >= 2 {
+                if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+            } else {
+                v[n - 1]
+            };
+            Sample::Rtt(rtt)
+        } else if now.saturating_since(self.last_reply) >= timeout {
+            Sample::Lost(self.profile.fallback_while_dead)
+        } else {
+            Sample::Waiting
+        }
+    }
+
+    fn start_write(&mut self) {
+        if let Some(rates) = self.wan.poll_write() {
+            let up = !in_windows(&self.profile.router_down, self.now.as_secs_f64());
+            self.write_done = Some((self.now + ROUTER_LATENCY, up));
+            if up {
+                self.pending_rates = Some(rates);
+            }
+            self.writes.push(WriteRecord { t: self.now.as_secs_f64(), rates, applied: up });
+        }
+    }
+
+    /// Runs the world until `end`.
+    pub fn run_until(&mut self, end: Instant) {
+        while self.now < end {
+            let mut next = self.next_tick.min(end);
+            if let Some((t, _)) = self.write_done {
+                next = next.min(t);
+            }
+            if let Some(t) = self.wan.poll_timeout(self.now) {
+                next = next.min(t);
+            }
+            self.advance_link(next);
+            if let Some((t, ok)) = self.write_done
+                && t <= self.now
+            {
+                self.write_done = None;
+                if ok {
+                    if let Some(r) = self.pending_rates.take() {
+                        self.router_rates = r;
+                    }
+                    self.wan.on_write_result(self.now, WriteOutcome::Applied, None);
+                } else {
+                    self.wan.on_write_result(
+                        self.now,
+                        WriteOutcome::NotSent,
+                        Some(FailureKind::ConnectionRefused),
+                    );
+                }
+                self.start_write();
+            }
+            if self.now >= self.next_tick {
+                self.next_tick += TICK;
+                let sample = self.collect_sample();
+                self.send_probes();
+                let report = self.wan.on_tick(self.now, sample);
+                while self.wan.poll_event().is_some() {}
+                let t = self.now.as_secs_f64();
+                self.trace.push(TraceRow {
+                    t,
+                    dl_capacity: step_at(&self.profile.dl_capacity, t),
+                    dl_rate: self.router_rates.download.as_mbps(),
+                    ul_rate: self.router_rates.upload.as_mbps(),
+                    added_delay_ms: self.delay_ms.0 + self.delay_ms.1,
+                    measured_ms: report.measured_ms,
+                    baseline_ms: self.wan.filter().baseline_ms(),
+                    report,
+                    loaded: step_at(&self.profile.dl_demand, t) > 0.0,
+                    tokens: self.wan.writer().tokens(),
+                });
+                if self.write_done.is_none() {
+                    self.start_write();
+                }
+            } else if self.write_done.is_none() {
+                self.wan.handle_timeout(self.now);
+                self.start_write();
+            }
+        }
+    }
+}

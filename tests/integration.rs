@@ -1,0 +1,4 @@
+//! The one integration-test binary (as ripgrep): each module below is a test area.
+
+mod cli;
+mod config_files;
