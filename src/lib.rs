@@ -16,8 +16,10 @@ pub mod config;
 pub mod engine;
 pub mod rng;
 pub mod sim;
+pub mod sys;
 pub mod time;
 pub mod units;
+pub mod wire;
 
 /// The version string printed by `--version` and reported in health output.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! Wire codecs: pure encoders and parsers. (Being written.)
