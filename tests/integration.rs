@@ -2,3 +2,4 @@
 
 mod cli;
 mod config_files;
+mod sim;

@@ -7,11 +7,15 @@
 //! YELLOW decays every cycle, SOFT_RED holds. What the router eventually receives is decided
 //! elsewhere (`engine::writer`), so this module stays a faithful, testable copy.
 //!
-//! The one deliberate change is [`QueueController::adjust_4state`]'s `spike` argument: the
-//! original's acceleration detector "forced RED" by setting a streak that the state machine
-//! immediately recomputed away, so it only delayed step-ups. Here a spike really forces one
-//! RED cycle, but only when the delta is already above the GREEN band (a jump that leaves
-//! the load within `target_bloat_ms` is jitter, not bloat). See docs/COMPAT.md.
+//! Deliberate changes, each behind an explicit input so the faithful path stays testable:
+//! * `spike`: the original's acceleration detector "forced RED" by setting a streak that the
+//!   state machine immediately recomputed away, so it only delayed step-ups. Here a spike
+//!   really forces one RED cycle, but only when the delta is already above the GREEN band
+//!   (a jump that leaves the load within `target_bloat_ms` is jitter, not bloat).
+//! * [`Hints::draining`] and [`Hints::cut_to`]: the original cut by `factor_down` every
+//!   cycle for as long as the (lagging) delta stayed high, so after a capacity drop it kept
+//!   cutting while the queue was already draining and ended far below capacity. See
+//!   `engine::wan` for how the hints are computed and docs/COMPAT.md.
 
 use std::fmt;
 
@@ -149,6 +153,29 @@ pub struct ZoneThresholds {
     pub hard_red_ms: f64,
 }
 
+/// What the WAN cycle knows beyond the delta (see `engine::wan`). [`Hints::NONE`] gives the
+/// original's behaviour exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Hints {
+    /// The load jumped by more than `accel_threshold_ms` this cycle.
+    pub spike: bool,
+    /// The queue is already draining fast enough (the load is falling): a further cut
+    /// would only cost throughput, so RED and YELLOW hold instead of cutting.
+    pub draining: bool,
+    /// A rate estimated from how fast the queue grows at the router's current rate: a cut
+    /// goes straight to it (bounded by [`MAX_CUT`]) instead of stepping down by
+    /// `factor_down` per cycle.
+    pub cut_to: Option<Bps>,
+}
+
+impl Hints {
+    /// No hints: the original state machine.
+    pub const NONE: Hints = Hints { spike: false, draining: false, cut_to: None };
+}
+
+/// The deepest single cut a capacity estimate may cause (new rate ≥ rate × MAX_CUT).
+pub const MAX_CUT: f64 = 0.3;
+
 /// One direction's controller: rate, streak counters and last zone.
 #[derive(Debug, Clone)]
 pub struct QueueController {
@@ -235,6 +262,23 @@ impl QueueController {
     /// Download: the 4-state machine (ALGORITHM.md §8). `spike` forces a RED cycle when the
     /// delta is above the GREEN band (see the module doc).
     pub fn adjust_4state(&mut self, delta_ms: f64, t: ZoneThresholds, spike: bool) -> Adjustment {
+        self.adjust_4state_with(delta_ms, t, Hints { spike, ..Hints::NONE })
+    }
+
+    /// A cut from the current rate: to the estimate if there is one (holding if the rate is
+    /// already at or below it, never deeper than [`MAX_CUT`] in one cycle), else by the
+    /// configured factor.
+    fn cut(&self, factor: f64, h: Hints) -> Bps {
+        match h.cut_to {
+            Some(target) if self.rate <= target => self.rate,
+            Some(target) => target.max(self.rate.scale(MAX_CUT)),
+            None => self.rate.scale(factor),
+        }
+    }
+
+    /// [`QueueController::adjust_4state`] with all hints (see [`Hints`]).
+    pub fn adjust_4state_with(&mut self, delta_ms: f64, t: ZoneThresholds, h: Hints) -> Adjustment {
+        let spike = h.spike;
         let raw = if delta_ms > t.hard_red_ms || (spike && delta_ms > t.target_ms) {
             Zone::Red
         } else if delta_ms > t.warn_ms {
@@ -272,13 +316,13 @@ impl QueueController {
         };
         let c = &self.cfg;
         let (rate, floor) = if self.red_streak >= 1 {
-            (self.rate.scale(c.factor_down), c.floor_red)
+            (if h.draining { self.rate } else { self.cut(c.factor_down, h) }, c.floor_red)
         } else if zone == Zone::SoftRed {
             (self.rate, c.floor_soft_red)
         } else if self.green_streak >= c.green_required {
             (Bps(self.rate.0 + c.step_up.0), c.floor_green)
         } else if zone == Zone::Yellow {
-            (self.rate.scale(c.factor_down_yellow), c.floor_yellow)
+            (if h.draining { self.rate } else { self.cut(c.factor_down_yellow, h) }, c.floor_yellow)
         } else {
             (self.rate, c.floor_green)
         };
@@ -294,6 +338,12 @@ impl QueueController {
     /// Upload: the 3-state machine (ALGORITHM.md §9). RED at `warn_ms`; only `floor_red`
     /// bounds the rate.
     pub fn adjust_3state(&mut self, delta_ms: f64, t: ZoneThresholds) -> Adjustment {
+        self.adjust_3state_with(delta_ms, t, Hints::NONE)
+    }
+
+    /// [`QueueController::adjust_3state`] with hints (`spike` is ignored: upload never had
+    /// spike detection).
+    pub fn adjust_3state_with(&mut self, delta_ms: f64, t: ZoneThresholds, h: Hints) -> Adjustment {
         let zone = if delta_ms > t.warn_ms {
             self.red_streak += 1;
             self.green_streak = 0;
@@ -309,11 +359,11 @@ impl QueueController {
         };
         let c = &self.cfg;
         let rate = if self.red_streak >= 1 {
-            self.rate.scale(c.factor_down)
+            if h.draining { self.rate } else { self.cut(c.factor_down, h) }
         } else if self.green_streak >= c.green_required {
             Bps(self.rate.0 + c.step_up.0)
         } else if zone == Zone::Yellow {
-            self.rate.scale(c.factor_down_yellow)
+            if h.draining { self.rate } else { self.cut(c.factor_down_yellow, h) }
         } else {
             self.rate
         };

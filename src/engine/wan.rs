@@ -19,19 +19,53 @@ use std::time::Duration;
 use crate::config::{AutorateConfig, FallbackMode};
 use crate::engine::baseline::{BaselineUpdate, RttFilter};
 use crate::engine::connectivity::{Connectivity, FailureKind, Reconnected};
-use crate::engine::controller::{Adjustment, QueueController, Transition, Zone, ZoneThresholds};
+use crate::engine::controller::{
+    Adjustment, Hints, MAX_CUT, QueueController, Transition, Zone, ZoneThresholds,
+};
 use crate::engine::writer::{Rates, Urgency, WriteOutcome, WritePolicy};
 use crate::time::Instant;
 use crate::units::Bps;
 
 /// How many consecutive probe doublings an increase may grow by (quantum × 2^n).
 const MAX_PROBE_DOUBLINGS: u32 = 4;
+/// The queue-growth slope is measured over samples sent at least this far apart.
+const SLOPE_WINDOW: Duration = Duration::from_millis(50);
+/// Tokens kept back from probes near a known capacity, so a recovery (or the cuts after a
+/// failed probe) never finds the bucket empty.
+const PROBE_RESERVE: f64 = 5.0;
+/// Probe size near a known capacity, as a fraction of it.
+const NEAR_PROBE: f64 = 0.1;
+/// How long a capacity estimate guides probing.
+const HINT_LIFETIME: Duration = Duration::from_secs(60);
+/// Growth (seconds of queue per second) below which no capacity estimate is made:
+/// jitter alone gives slopes of a few hundredths.
+const MIN_GROWTH: f64 = 0.1;
+/// How fast a backlog should drain after a cut: the cut goes this much further below the
+/// estimated capacity per second of backlog (bounded by `MAX_CUT`).
+const DRAIN_TIME: f64 = 1.0;
+/// The load counts as draining when it falls at a pace that would empty the backlog within
+/// this horizon (and by at least `MIN_DRAIN_MS` per cycle).
+const DRAIN_HORIZON: f64 = 2.0;
+/// See `DRAIN_HORIZON`.
+const MIN_DRAIN_MS: f64 = 0.3;
+/// Recent measurements kept for the slope.
+const HISTORY: usize = 8;
 
 /// What the prober saw for this WAN since the previous tick.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Sample {
-    /// An RTT (ms): the reply, or the median of the replies, that arrived.
+    /// An RTT (ms): the reply, or the median of the replies, that arrived. The send time
+    /// is taken as `now - rtt`.
     Rtt(f64),
+    /// An RTT with the time its echo request was sent (the prober knows it exactly; it
+    /// matters for the queue-growth estimate, which must pair a sample with the rate that
+    /// was in force when it crossed the bottleneck).
+    Timed {
+        /// Round-trip time (ms).
+        rtt_ms: f64,
+        /// When the request left.
+        sent_at: Instant,
+    },
     /// Nothing arrived, but probes are outstanding and not yet timed out: no new
     /// information (a slow reflector costs a late sample, never a decision on stale data).
     Waiting,
@@ -135,6 +169,14 @@ pub struct WanController {
     probe_doublings: u32,
     pending_write: Option<Rates>,
     throttled: bool,
+    recent: [(Instant, f64); HISTORY],
+    /// Download rates the router confirmed, newest last, with when they took effect.
+    applied_log: [(Instant, Bps); HISTORY],
+    applied_log_len: usize,
+    last_cut_at: Option<Instant>,
+    capacity_hint: Option<(Bps, Instant)>,
+    recent_len: usize,
+    recent_head: usize,
     events: VecDeque<WanEvent>,
     last_report: TickReport,
 }
@@ -173,6 +215,13 @@ impl WanController {
             probe_doublings: 0,
             pending_write: None,
             throttled: false,
+            recent: [(Instant::ZERO, 0.0); HISTORY],
+            applied_log: [(Instant::ZERO, m.download.ceiling); HISTORY],
+            applied_log_len: 0,
+            last_cut_at: None,
+            capacity_hint: None,
+            recent_len: 0,
+            recent_head: 0,
             events: VecDeque::with_capacity(16),
             last_report,
         }
@@ -230,12 +279,20 @@ impl WanController {
 
     /// One control cycle.
     pub fn on_tick(&mut self, now: Instant, sample: Sample) -> TickReport {
+        let mut sent_at = None;
         let measured = match sample {
-            Sample::Rtt(ms) => {
+            Sample::Rtt(_) | Sample::Timed { .. } => {
                 if let Some(since) = self.icmp_lost_since.take() {
                     self.events.push_back(WanEvent::IcmpRecovered { after: now.saturating_since(since) });
                 }
-                Some(ms)
+                match sample {
+                    Sample::Timed { rtt_ms, sent_at: at } => {
+                        sent_at = Some(at);
+                        Some(rtt_ms)
+                    }
+                    Sample::Rtt(ms) => Some(ms),
+                    _ => None,
+                }
             }
             Sample::Waiting => None,
             Sample::Lost(fallback) => {
@@ -265,8 +322,35 @@ impl WanController {
             let forced_red = delta > self.thresholds.target_ms;
             self.events.push_back(WanEvent::Spike { accel_ms: accel, forced_red });
         }
-        let dl = self.download.adjust_4state(delta, self.thresholds, spike);
-        let ul = self.upload.adjust_3state(delta, self.thresholds);
+        // The sample left `measured` ms ago: it shows the queue as it was then, which grew
+        // at the rate in force then.
+        let sent_at = sent_at.unwrap_or_else(|| {
+            now.saturating_sub(Duration::from_micros((measured.max(0.0) * 1000.0) as u64))
+        });
+        let growth = self.record_and_slope(sent_at, measured);
+        let draining = -accel >= (delta.max(0.0) * dt.as_secs_f64() / DRAIN_HORIZON).max(MIN_DRAIN_MS);
+        let rate_then = self.applied_download_at(sent_at);
+        let capacity = growth.zip(rate_then).map(|(g, r)| Bps((r.0 as f64 / (1.0 + g)) as u64));
+        if let Some(c) = capacity {
+            self.capacity_hint = Some((c, now));
+        }
+        // Cut below the estimated capacity by enough to drain the backlog in DRAIN_TIME. The
+        // backlog now is what the sample saw plus what has grown since it was sent.
+        let backlog_s = growth.map_or(0.0, |g| {
+            let seen = (measured - self.filter.baseline_ms()).max(0.0) / 1000.0;
+            seen + g * now.saturating_since(sent_at).as_secs_f64()
+        });
+        let cut_to = capacity.map(|c| c.scale((1.0 - backlog_s / DRAIN_TIME).max(MAX_CUT)));
+        // A sample sent before the last cut took effect cannot show that cut working:
+        // cutting again on it would compound one congestion signal into several cuts (the
+        // original's overshoot to the floor after a drop). Wait for fresh samples.
+        // (Until two samples sent after it, a window apart, give a fresh growth estimate.)
+        let awaiting_effect = self.last_cut_at.is_some_and(|t| sent_at < t + SLOPE_WINDOW);
+        let hold = draining || awaiting_effect;
+        let dl_hints = Hints { spike, draining: hold, cut_to };
+        let ul_hints = Hints { spike: false, draining: hold, cut_to: None };
+        let dl = self.download.adjust_4state_with(delta, self.thresholds, dl_hints);
+        let ul = self.upload.adjust_3state_with(delta, self.thresholds, ul_hints);
         if let Some(t) = dl.transition {
             self.events.push_back(WanEvent::DownloadTransition(t));
         }
@@ -280,6 +364,39 @@ impl WanController {
             TickReport { outcome: Outcome::Adjusted, measured_ms: Some(measured), download: dl, upload: ul };
         self.decide(now);
         self.last_report
+    }
+
+    /// The download rate the router had at `t`, if known.
+    fn applied_download_at(&self, t: Instant) -> Option<Bps> {
+        let log = &self.applied_log[..self.applied_log_len];
+        let before = log.iter().rev().find(|(at, _)| *at <= t).or(log.first());
+        before.map(|&(_, r)| r).or(self.writer.applied().map(|r| r.download))
+    }
+
+    fn log_applied(&mut self, now: Instant, rate: Bps) {
+        if self.applied_log_len == HISTORY {
+            self.applied_log.copy_within(1.., 0);
+            self.applied_log_len -= 1;
+        }
+        self.applied_log[self.applied_log_len] = (now, rate);
+        self.applied_log_len += 1;
+    }
+
+    /// Stores the measurement by send time and returns the queue growth (seconds of queue
+    /// per second) between samples sent since the router's last rate change, at least
+    /// `SLOPE_WINDOW` apart, if it is clearly positive.
+    fn record_and_slope(&mut self, sent_at: Instant, measured: f64) -> Option<f64> {
+        self.recent[self.recent_head] = (sent_at, measured);
+        self.recent_head = (self.recent_head + 1) % HISTORY;
+        self.recent_len = (self.recent_len + 1).min(HISTORY);
+        let changed_at = self.applied_log[..self.applied_log_len].last().map(|&(t, _)| t);
+        let old = (1..self.recent_len)
+            .map(|back| self.recent[(self.recent_head + HISTORY - 1 - back) % HISTORY])
+            .take_while(|(t, _)| changed_at.is_none_or(|c| *t >= c))
+            .find(|(t, _)| sent_at.saturating_since(*t) >= SLOPE_WINDOW)?;
+        let span = sent_at.saturating_since(old.0).as_secs_f64();
+        let growth = (measured - old.1) / 1000.0 / span;
+        (growth >= MIN_GROWTH).then_some(growth)
     }
 
     fn finish(&mut self, outcome: Outcome) -> TickReport {
@@ -329,16 +446,45 @@ impl WanController {
             && !desired.cuts_from(reference)
             && desired != reference
         {
-            let k = 1u64 << self.probe_doublings.min(MAX_PROBE_DOUBLINGS);
+            // Probing: a quantum of `green_required` steps above the router's rate, doubling
+            // with each successful probe; but near a recent capacity estimate, one quantum
+            // only, and below it, straight up to just under it.
+            let hint = self.capacity_hint.filter(|&(_, at)| now.saturating_since(at) <= HINT_LIFETIME);
+            let near_hint = hint.is_some_and(|(c, _)| {
+                reference.download >= c.scale(0.95) && reference.download <= c.scale(1.1)
+            });
+            if near_hint && self.writer.tokens() < 1.0 + PROBE_RESERVE {
+                return;
+            }
+            let k = if near_hint { 1 } else { 1u64 << self.probe_doublings.min(MAX_PROBE_DOUBLINGS) };
             let quantum = |q: &QueueController| {
                 let l = q.limits();
                 Bps(l.step_up.0.saturating_mul(u64::from(l.green_required.max(1))).saturating_mul(k))
             };
-            let cap_dl = Bps(reference.download.0.saturating_add(quantum(&self.download).0));
-            let cap_ul = Bps(reference.upload.0.saturating_add(quantum(&self.upload).0));
-            self.download.cap_rate(cap_dl.max(reference.download));
-            self.upload.cap_rate(cap_ul.max(reference.upload));
+            let mut dl_quantum = quantum(&self.download);
+            if let Some((c, _)) = hint.filter(|_| near_hint) {
+                dl_quantum = dl_quantum.min(c.scale(NEAR_PROBE)).max(self.download.limits().step_up);
+            }
+            let mut cap_dl = Bps(reference.download.0.saturating_add(dl_quantum.0));
+            if let Some((c, _)) = hint
+                && reference.download < c.scale(0.95)
+            {
+                cap_dl = c.scale(0.95);
+            }
+            let cap_dl = cap_dl.max(reference.download).min(self.download.limits().ceiling);
+            let cap_ul = Bps(reference.upload.0.saturating_add(quantum(&self.upload).0))
+                .max(reference.upload)
+                .min(self.upload.limits().ceiling);
+            self.download.cap_rate(cap_dl);
+            self.upload.cap_rate(cap_ul);
             desired = self.desired();
+            // Write an increase only once a direction has climbed its whole probe quantum:
+            // a token buys one measured step, not a sliver of one.
+            let dl_ready = desired.download > reference.download && desired.download >= cap_dl;
+            let ul_ready = desired.upload > reference.upload && desired.upload >= cap_ul;
+            if !dl_ready && !ul_ready {
+                return;
+            }
         }
         let was_increase = self.writer.is_holding_increase(desired);
         match self.writer.decide(now, desired, self.urgency()) {
@@ -369,7 +515,15 @@ impl WanController {
 
     /// How the last write ended; `kind` classifies a failure.
     pub fn on_write_result(&mut self, now: Instant, outcome: WriteOutcome, kind: Option<FailureKind>) {
+        let written = self.writer.in_flight();
         self.writer.on_result(now, outcome);
+        if let (WriteOutcome::Applied, Some(r)) = (outcome, written) {
+            let before = self.applied_download_at(now);
+            if before.is_some_and(|b| r.download < b) {
+                self.last_cut_at = Some(now);
+            }
+            self.log_applied(now, r.download);
+        }
         match outcome {
             WriteOutcome::Applied | WriteOutcome::Rejected => {
                 if let Some(r) = self.connectivity.record_success(now) {

@@ -334,14 +334,14 @@ impl SimWorld {
     /// What the prober reports at this tick: replies that arrived since the last tick;
     /// `Lost` once nothing has answered for a whole probe timeout.
     fn collect_sample(&mut self) -> Sample {
-        let mut got = [0.0f64; 64];
+        let mut got = [(0.0f64, Instant::ZERO); 64];
         let mut n = 0;
         let now = self.now;
         let timeout = self.ping_timeout;
         self.probes.retain(|p| match p.arrives {
             Some(at) if at <= now => {
                 if n < got.len() {
-                    got[n] = at.saturating_since(p.sent).as_secs_f64() * 1000.0;
+                    got[n] = (at.saturating_since(p.sent).as_secs_f64() * 1000.0, p.sent);
                     n += 1;
                 }
                 false
@@ -351,13 +351,23 @@ impl SimWorld {
         if n > 0 {
             self.last_reply = now;
             let v = &mut got[..n];
-            v.sort_by(f64::total_cmp);
-            let rtt = if self.median && n >= 2 {
-                if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+            // The prober reports the newest round's replies: median of those (as the
+            // original's median-of-three), else the newest reply.
+            let newest = v.iter().map(|x| x.1).max().unwrap_or(Instant::ZERO);
+            let mut round = [0.0f64; 64];
+            let mut m = 0;
+            for x in v.iter().filter(|x| x.1 == newest) {
+                round[m] = x.0;
+                m += 1;
+            }
+            let r = &mut round[..m];
+            r.sort_by(f64::total_cmp);
+            let rtt = if self.median && m >= 2 {
+                if m % 2 == 1 { r[m / 2] } else { (r[m / 2 - 1] + r[m / 2]) / 2.0 }
             } else {
-                v[n - 1]
+                r[m - 1]
             };
-            Sample::Rtt(rtt)
+            Sample::Timed { rtt_ms: rtt, sent_at: newest }
         } else if now.saturating_since(self.last_reply) >= timeout {
             Sample::Lost(self.profile.fallback_while_dead)
         } else {

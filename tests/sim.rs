@@ -1,0 +1,40 @@
+//! The simulator as a test: every scenario, several seeds, every invariant; plus generous
+//! control-quality bounds on the step scenario (the figures themselves come from `make sim`).
+
+use wanctl::sim::{sample_config, scenarios};
+
+#[test]
+fn every_scenario_holds_its_invariants_across_seeds() {
+    let cfg = sample_config();
+    for seed in 1..=6u64 {
+        for s in scenarios::all() {
+            let w = scenarios::run(&s, &cfg, seed);
+            let bad = scenarios::check(&s, &cfg, &w, seed);
+            assert!(bad.is_empty(), "replay with SIM_SEED={seed} make sim: {bad:#?}");
+        }
+    }
+}
+
+#[test]
+fn step_drop_is_cut_drained_and_recovered() {
+    let cfg = sample_config();
+    let s = scenarios::all().into_iter().find(|s| s.name == "step").expect("step scenario");
+    for seed in 1..=3u64 {
+        let w = scenarios::run(&s, &cfg, seed);
+        let f = scenarios::figures(&s, &w, seed);
+        assert!(f.first_cut_s.is_some_and(|c| c < 0.5), "seed {seed}: {f:?}");
+        assert!(f.drain_s.is_some_and(|d| d < 3.0), "seed {seed}: {f:?}");
+        assert!(f.back_to_90_s.is_some_and(|r| r < 15.0), "seed {seed}: {f:?}");
+        assert!(f.utilisation > 0.85, "seed {seed}: {f:?}");
+        assert!(f.p95_ms < 60.0, "seed {seed}: {f:?}");
+    }
+}
+
+#[test]
+fn same_seed_same_run() {
+    let cfg = sample_config();
+    let s = scenarios::all().into_iter().find(|s| s.name == "lte").expect("lte scenario");
+    let a = scenarios::figures(&s, &scenarios::run(&s, &cfg, 11), 11);
+    let b = scenarios::figures(&s, &scenarios::run(&s, &cfg, 11), 11);
+    assert_eq!(a, b);
+}
