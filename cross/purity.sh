@@ -1,6 +1,6 @@
 #!/bin/sh
 # Fails if a pure module reads a clock, opens a file or socket, spawns, sleeps, or uses a
-# HashMap (iteration order differs between runs). Pure = src/config, src/engine, src/sim,
+# HashMap (iteration order differs between runs). Address value types come from core::net. Pure = src/config, src/engine, src/sim,
 # src/wire, src/time.rs, src/units.rs, src/rng.rs, src/cli.rs (STYLE.md 1.1).
 set -eu
 cd "$(dirname "$0")/.."

@@ -10,6 +10,8 @@
 pub mod baseline;
 pub mod connectivity;
 pub mod controller;
+pub mod prober;
+pub mod state;
 pub mod wan;
 pub mod writer;
 

@@ -296,3 +296,17 @@ fn router_outage_keeps_newest_rates_pending_and_applies_them_on_recovery() {
     assert!(rates.download <= desired.download);
     assert!(w.connectivity().is_reachable());
 }
+
+#[test]
+fn state_round_trips_through_the_controller() {
+    let cfg = sample_config();
+    let mut w = WanController::new(&cfg, Instant::ZERO);
+    for i in 0..30 {
+        tick(&mut w, i * 50, Sample::Rtt(if i > 20 { 90.0 } else { 21.0 }));
+    }
+    let saved = w.to_state("2026-01-26T06:13:10".into());
+    let bytes = saved.encode();
+    let mut fresh = WanController::new(&cfg, Instant::ZERO);
+    fresh.restore(&crate::engine::state::StateFile::decode(&bytes).expect("valid"));
+    assert!(saved.same_content(&fresh.to_state(String::new())));
+}

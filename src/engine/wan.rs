@@ -572,3 +572,47 @@ impl WanController {
         self.events.pop_front()
     }
 }
+
+impl WanController {
+    /// The persisted view (INTERFACES.md §6); `timestamp` is the naive local time string.
+    pub fn to_state(&self, timestamp: String) -> crate::engine::state::StateFile {
+        use crate::engine::state::{DirectionState, EwmaState, LastApplied, StateFile};
+        let dir = |q: &QueueController| DirectionState {
+            green_streak: q.green_streak,
+            soft_red_streak: q.soft_red_streak,
+            red_streak: q.red_streak,
+            current_rate: q.rate().0,
+        };
+        let applied = self.writer.applied();
+        StateFile {
+            download: Some(dir(&self.download)),
+            upload: Some(dir(&self.upload)),
+            ewma: Some(EwmaState {
+                baseline_rtt: self.filter.baseline_ms(),
+                load_rtt: self.filter.load_ms(),
+            }),
+            last_applied: LastApplied {
+                dl_rate: applied.map(|r| r.download.0),
+                ul_rate: applied.map(|r| r.upload.0),
+            },
+            timestamp,
+        }
+    }
+
+    /// Restores a persisted state; missing sections keep their defaults. Rates are clamped
+    /// to the configured limits (see `QueueController::restore`).
+    pub fn restore(&mut self, s: &crate::engine::state::StateFile) {
+        if let Some(d) = s.download {
+            self.download.restore(Bps(d.current_rate), d.green_streak, d.soft_red_streak, d.red_streak);
+        }
+        if let Some(u) = s.upload {
+            self.upload.restore(Bps(u.current_rate), u.green_streak, u.soft_red_streak, u.red_streak);
+        }
+        if let Some(e) = s.ewma {
+            self.filter.restore(e.baseline_rtt, e.load_rtt);
+        }
+        if let (Some(dl), Some(ul)) = (s.last_applied.dl_rate, s.last_applied.ul_rate) {
+            self.writer.assume_applied(Rates { download: Bps(dl), upload: Bps(ul) });
+        }
+    }
+}
