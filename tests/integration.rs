@@ -2,4 +2,5 @@
 
 mod cli;
 mod config_files;
+mod purity;
 mod sim;
