@@ -10,8 +10,10 @@
 pub mod baseline;
 pub mod connectivity;
 pub mod controller;
+pub mod daemon;
 pub mod prober;
 pub mod state;
+pub mod stats;
 pub mod wan;
 pub mod writer;
 

@@ -310,3 +310,131 @@ fn state_round_trips_through_the_controller() {
     fresh.restore(&crate::engine::state::StateFile::decode(&bytes).expect("valid"));
     assert!(saved.same_content(&fresh.to_state(String::new())));
 }
+
+mod daemon {
+    use core::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    use crate::engine::daemon::{Daemon, Input, Notify, Output, WanSetup};
+    use crate::engine::writer::WriteOutcome;
+    use crate::sim::sample_config;
+    use crate::time::Instant;
+
+    fn setup() -> WanSetup {
+        let reflectors = (1..=3).map(|n| IpAddr::V4(Ipv4Addr::new(198, 18, 0, n))).collect();
+        WanSetup { config: sample_config(), reflectors }
+    }
+
+    /// Drives the daemon for `ticks` ticks; reflector `dead` never answers; router writes
+    /// complete after 2 ms unless `hold_writes`. Returns every output with its time.
+    fn drive(d: &mut Daemon, from: u64, ticks: u64, rtt: u64, hold_writes: bool) -> Vec<(u64, Output)> {
+        let mut out = vec![];
+        let mut replies: Vec<(u64, usize, IpAddr, u16)> = vec![];
+        let mut writes: Vec<(u64, usize)> = vec![];
+        for k in from..from + ticks {
+            let t = k * 50;
+            for ms in t..t + 50 {
+                let now = Instant::from_millis(ms);
+                for &(at, wan, from, seq) in replies.iter().filter(|r| r.0 == ms) {
+                    d.handle_input(now, Input::EchoReply { wan, from, seq, at: Instant::from_millis(at) });
+                }
+                for &(_, wan) in writes.iter().filter(|w| w.0 == ms) {
+                    d.handle_input(now, Input::WriteDone { wan, outcome: WriteOutcome::Applied, kind: None });
+                }
+                if ms == t {
+                    d.handle_input(now, Input::Tick { missed: 0, late: Duration::from_micros(300) });
+                }
+                while let Some(o) = d.poll_output() {
+                    match &o {
+                        Output::SendEcho { wan, probe } => {
+                            replies.push((ms + rtt, *wan, probe.addr, probe.seq))
+                        }
+                        Output::RouterWrite { wan, .. } if !hold_writes => writes.push((ms + 2, *wan)),
+                        _ => {}
+                    }
+                    out.push((ms, o));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn probes_every_reflector_at_20hz_and_saves_state_at_most_once_a_second() {
+        let mut d = Daemon::new(vec![setup()], vec![None], false, 1, Instant::ZERO);
+        let out = drive(&mut d, 0, 100, 20, false);
+        let echoes = out.iter().filter(|o| matches!(o.1, Output::SendEcho { .. })).count();
+        assert_eq!(echoes, 300, "3 reflectors × 20 Hz × 5 s");
+        let saves: Vec<u64> =
+            out.iter().filter(|o| matches!(o.1, Output::SaveState { .. })).map(|o| o.0).collect();
+        assert!(!saves.is_empty());
+        assert!(saves.windows(2).all(|w| w[1] - w[0] >= 1000), "{saves:?}");
+        assert!(out.iter().any(|o| o.1 == Output::Notify(Notify::Ready)));
+        assert!(d.stats().replies >= 290);
+        assert_eq!(d.consecutive_failures(), 0);
+    }
+
+    #[test]
+    fn shutdown_waits_for_the_write_in_flight_then_saves_and_exits() {
+        let mut d = Daemon::new(vec![setup()], vec![None], false, 1, Instant::ZERO);
+        let out = drive(&mut d, 0, 2, 20, true);
+        assert!(out.iter().any(|o| matches!(o.1, Output::RouterWrite { .. })), "initial write in flight");
+        let now = Instant::from_millis(200);
+        d.handle_input(now, Input::Shutdown);
+        let mut outs = vec![];
+        while let Some(o) = d.poll_output() {
+            outs.push(o);
+        }
+        assert_eq!(outs, vec![Output::Notify(Notify::Stopping)], "waits for the write");
+        d.handle_input(now, Input::WriteDone { wan: 0, outcome: WriteOutcome::Applied, kind: None });
+        let outs: Vec<Output> = std::iter::from_fn(|| d.poll_output()).collect();
+        assert!(matches!(outs[0], Output::SaveState { .. }));
+        assert_eq!(outs.last(), Some(&Output::Exit(0)));
+    }
+
+    #[test]
+    fn shutdown_gives_up_on_a_stuck_write_after_the_grace_period() {
+        let mut d = Daemon::new(vec![setup()], vec![None], false, 1, Instant::ZERO);
+        drive(&mut d, 0, 2, 20, true);
+        d.handle_input(Instant::from_millis(100), Input::Shutdown);
+        while d.poll_output().is_some() {}
+        let deadline = d.poll_timeout().expect("grace deadline");
+        assert!(deadline <= Instant::from_millis(2100));
+        d.handle_timeout(deadline);
+        let outs: Vec<Output> = std::iter::from_fn(|| d.poll_output()).collect();
+        assert_eq!(outs.last(), Some(&Output::Exit(0)));
+    }
+
+    #[test]
+    fn dead_reflectors_lead_to_fallback_checks_then_failures_and_the_watchdog_stops() {
+        let mut d = Daemon::new(vec![setup()], vec![None], false, 1, Instant::ZERO);
+        drive(&mut d, 0, 20, 20, false);
+        // From now on nothing answers (rtt beyond the run) and the fallback finds nothing.
+        let out = drive(&mut d, 20, 120, 1_000_000, false);
+        assert!(out.iter().any(|o| matches!(o.1, Output::StartFallback { .. })));
+        d.handle_input(
+            Instant::from_millis(7000),
+            Input::FallbackResult { wan: 0, result: crate::engine::wan::Fallback::NoConnectivity },
+        );
+        let out = drive(&mut d, 141, 80, 1_000_000, false);
+        assert!(d.consecutive_failures() >= 3, "{}", d.consecutive_failures());
+        assert!(!d.is_healthy());
+        assert!(
+            out.iter()
+                .any(|o| matches!(&o.1, Output::Notify(Notify::Status(s)) if s.starts_with("Degraded")))
+        );
+        let last_dog = out.iter().rev().find(|o| o.1 == Output::Notify(Notify::Watchdog)).map(|o| o.0);
+        let degraded = out
+            .iter()
+            .find(|o| matches!(&o.1, Output::Notify(Notify::Status(s)) if s.starts_with("Degraded")))
+            .map(|o| o.0);
+        assert!(last_dog.is_none_or(|w| degraded.is_some_and(|g| w < g)), "no WATCHDOG=1 after degrading");
+    }
+
+    #[test]
+    fn dry_run_never_asks_for_a_router_write() {
+        let mut d = Daemon::new(vec![setup()], vec![None], true, 1, Instant::ZERO);
+        let out = drive(&mut d, 0, 100, 20, false);
+        assert!(!out.iter().any(|o| matches!(o.1, Output::RouterWrite { .. })));
+    }
+}
