@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod rng;
+pub mod shell;
 pub mod sim;
 pub mod sys;
 pub mod time;

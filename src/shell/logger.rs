@@ -1,0 +1,239 @@
+//! A minimal `log` backend (ripgrep's `logger.rs` reasoning: no extra dependency for this).
+//!
+//! * stderr always (journald and procd add their own timestamps, so stderr lines carry
+//!   none): `INFO  wanctl::daemon: message`;
+//! * the configured `logging.main_log` files (INFO and above) and, with `--debug`,
+//!   `logging.debug_log` (DEBUG and above), in the original's text format
+//!   `YYYY-MM-DD HH:MM:SS,mmm [wanctl] [LEVEL] message` (UTC; see docs/COMPAT.md);
+//! * `WANCTL_LOG_FORMAT=json` (any case) switches every sink to one JSON object per line:
+//!   `{"timestamp":"…Z","level":"INFO","logger":"wanctl::daemon","message":"…"}`.
+//!
+//! Files are opened in append mode and reopened on SIGHUP ([`reopen`]) so logrotate's
+//! `create` mode works as well as `copytruncate`. A file that cannot be written is reported
+//! once on stderr and skipped; logging never stops the daemon.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+struct Sink {
+    path: PathBuf,
+    min: Level,
+    file: Option<File>,
+    failed: bool,
+}
+
+struct Logger {
+    stderr_level: Level,
+    json: bool,
+    sinks: Mutex<Vec<Sink>>,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Where and how to log.
+#[derive(Debug, Clone, Default)]
+pub struct LogSetup {
+    /// `--debug`: DEBUG to stderr and the debug files.
+    pub debug: bool,
+    /// INFO+ files.
+    pub main_logs: Vec<String>,
+    /// DEBUG+ files (used only with `debug`).
+    pub debug_logs: Vec<String>,
+}
+
+/// True if `WANCTL_LOG_FORMAT` asks for JSON (case-insensitive), as the original.
+pub fn json_requested(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.eq_ignore_ascii_case("json"))
+}
+
+/// Installs the logger (once per process; later calls only update nothing and return
+/// false).
+pub fn init(setup: &LogSetup) -> bool {
+    let json = json_requested(std::env::var("WANCTL_LOG_FORMAT").ok().as_deref());
+    let mut sinks = Vec::new();
+    let mut add = |path: &str, min: Level| {
+        if !path.is_empty() && !sinks.iter().any(|s: &Sink| s.path.as_os_str() == path) {
+            sinks.push(Sink { path: PathBuf::from(path), min, file: None, failed: false });
+        }
+    };
+    for p in &setup.main_logs {
+        add(p, Level::Info);
+    }
+    if setup.debug {
+        for p in &setup.debug_logs {
+            add(p, Level::Debug);
+        }
+    }
+    let stderr_level = if setup.debug { Level::Debug } else { Level::Info };
+    let logger = Logger { stderr_level, json, sinks: Mutex::new(sinks) };
+    if LOGGER.set(logger).is_err() {
+        return false;
+    }
+    let Some(l) = LOGGER.get() else { return false };
+    reopen();
+    if log::set_logger(l).is_err() {
+        return false;
+    }
+    log::set_max_level(if setup.debug { LevelFilter::Debug } else { LevelFilter::Info });
+    true
+}
+
+/// Reopens every log file (SIGHUP).
+pub fn reopen() {
+    let Some(l) = LOGGER.get() else { return };
+    let Ok(mut sinks) = l.sinks.lock() else { return };
+    for s in sinks.iter_mut() {
+        if let Some(dir) = s.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match OpenOptions::new().create(true).append(true).open(&s.path) {
+            Ok(f) => {
+                s.file = Some(f);
+                s.failed = false;
+            }
+            Err(e) => {
+                s.file = None;
+                if !s.failed {
+                    s.failed = true;
+                    eprintln!("WARN  wanctl::logger: cannot open log file {}: {e}", s.path.display());
+                }
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS,mmm` (UTC) and `YYYY-MM-DDTHH:MM:SS.mmmZ` from Unix milliseconds.
+pub fn format_times(unix_ms: i64) -> (String, String) {
+    let (date, secs_of_day) = civil_from_unix(unix_ms.div_euclid(1000));
+    let ms = unix_ms.rem_euclid(1000);
+    let (h, m, s) = (secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60);
+    (format!("{} {h:02}:{m:02}:{s:02},{ms:03}", date), format!("{}T{h:02}:{m:02}:{s:02}.{ms:03}Z", date))
+}
+
+/// Unix seconds → (`YYYY-MM-DD`, seconds of the day), proleptic Gregorian (Howard
+/// Hinnant's civil-from-days algorithm).
+pub fn civil_from_unix(secs: i64) -> (String, i64) {
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    (format!("{y:04}-{m:02}-{d:02}"), sod)
+}
+
+fn json_escape(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+}
+
+impl Log for Logger {
+    fn enabled(&self, m: &Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let (text_time, iso_time) = format_times(unix_ms);
+        let level = record.level();
+        let msg = record.args().to_string();
+        let json_line = self.json.then(|| {
+            let mut s = String::with_capacity(msg.len() + 96);
+            s.push_str("{\"timestamp\":\"");
+            s.push_str(&iso_time);
+            s.push_str("\",\"level\":\"");
+            s.push_str(level.as_str());
+            s.push_str("\",\"logger\":\"");
+            json_escape(record.target(), &mut s);
+            s.push_str("\",\"message\":\"");
+            json_escape(&msg, &mut s);
+            s.push_str("\"}\n");
+            s
+        });
+        if level <= self.stderr_level {
+            let line = match &json_line {
+                Some(j) => j.clone(),
+                None => format!("{:<5} {}: {msg}\n", level.as_str(), record.target()),
+            };
+            let _ = io::stderr().write_all(line.as_bytes());
+        }
+        let Ok(mut sinks) = self.sinks.lock() else { return };
+        for s in sinks.iter_mut().filter(|s| level <= s.min) {
+            let Some(f) = s.file.as_mut() else { continue };
+            let line = match &json_line {
+                Some(j) => j.clone(),
+                None => format!("{text_time} [wanctl] [{}] {msg}\n", level.as_str()),
+            };
+            if let Err(e) = f.write_all(line.as_bytes())
+                && !s.failed
+            {
+                s.failed = true;
+                eprintln!("WARN  wanctl::logger: cannot write log file {}: {e}", s.path.display());
+            }
+        }
+    }
+
+    fn flush(&self) {
+        if let Ok(mut sinks) = self.sinks.lock() {
+            for s in sinks.iter_mut() {
+                if let Some(f) = s.file.as_mut() {
+                    let _ = f.flush();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_are_right() {
+        assert_eq!(civil_from_unix(0), ("1970-01-01".to_string(), 0));
+        assert_eq!(civil_from_unix(1_769_408_000).0, "2026-01-26");
+        let (text, iso) = format_times(1_769_408_000_123 + 6 * 3_600_000);
+        assert_eq!(text, "2026-01-26 12:13:20,123");
+        assert_eq!(iso, "2026-01-26T12:13:20.123Z");
+    }
+
+    #[test]
+    fn json_switch_is_case_insensitive() {
+        assert!(json_requested(Some("JSON")));
+        assert!(json_requested(Some("json")));
+        assert!(!json_requested(Some("text")));
+        assert!(!json_requested(None));
+    }
+
+    #[test]
+    fn json_escaping() {
+        let mut s = String::new();
+        json_escape("a\"b\\c\nd\u{1}", &mut s);
+        assert_eq!(s, "a\\\"b\\\\c\\nd\\u0001");
+    }
+}
