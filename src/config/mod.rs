@@ -247,6 +247,18 @@ pub struct FallbackChecks {
     pub max_fallback_cycles: u32,
 }
 
+/// `continuous_monitoring.probe_binding` (new): how this WAN's probes leave the box, so
+/// several WANs can be probed from one host.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProbeBinding {
+    /// SO_BINDTODEVICE interface name.
+    pub device: Option<String>,
+    /// Source address (IP literal) to bind.
+    pub source: Option<String>,
+    /// SO_MARK fwmark for policy routing.
+    pub fwmark: Option<u32>,
+}
+
 /// `continuous_monitoring`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Monitoring {
@@ -264,6 +276,8 @@ pub struct Monitoring {
     pub thresholds: Thresholds,
     /// ICMP-failure fallback.
     pub fallback: FallbackChecks,
+    /// Per-WAN probe binding (new; default: none).
+    pub binding: ProbeBinding,
 }
 
 /// An HTTP endpoint (`health_check.*`, `metrics.*`).

@@ -16,8 +16,9 @@ use super::raw::{self, Map, Num, Range, Report, fmt_plain, quote};
 use super::rules;
 use super::{
     AnyConfig, AutorateConfig, ConfidenceConfig, ConfigError, ConfigErrors, DirectionConfig, Endpoint,
-    FallbackChecks, FallbackMode, Loaded, Logging, Monitoring, NOMINAL_CYCLE, Queues, RouterConfig, Scheme,
-    Secret, SteeringConfig, SteeringThresholds, Storage, Thresholds, Transport, derived_state_path,
+    FallbackChecks, FallbackMode, Loaded, Logging, Monitoring, NOMINAL_CYCLE, ProbeBinding, Queues,
+    RouterConfig, Scheme, Secret, SteeringConfig, SteeringThresholds, Storage, Thresholds, Transport,
+    derived_state_path,
 };
 use crate::units::Bps;
 
@@ -556,6 +557,7 @@ fn monitoring(m: &mut Map<'_>, r: &mut Report) -> Option<Monitoring> {
     tm.finish(r);
 
     let fallback = fallback_checks(&mut cm, r);
+    let binding = probe_binding(&mut cm, r);
     cm.finish(r);
 
     let thresholds = thresholds?;
@@ -581,7 +583,47 @@ fn monitoring(m: &mut Map<'_>, r: &mut Report) -> Option<Monitoring> {
         upload: upload?,
         thresholds,
         fallback: fallback?,
+        binding: binding?,
     })
+}
+
+/// `continuous_monitoring.probe_binding` (new): interface, source address, fwmark.
+fn probe_binding(cm: &mut Map<'_>, r: &mut Report) -> Option<ProbeBinding> {
+    let mut bm = cm.get("probe_binding").map(r);
+    let device_path = bm.child_path("device");
+    let device = match bm.opt_str(r, "device") {
+        Some(Some(d)) => {
+            let ok = !d.is_empty()
+                && d.len() < 16
+                && d.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@:".contains(&b));
+            if !ok {
+                r.error(
+                    &device_path,
+                    format!("expected an interface name (1-15 of A-Z a-z 0-9 . _ - @ :), got {d:?}"),
+                );
+            }
+            ok.then(|| Some(d.to_string()))
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
+    let source_path = bm.child_path("source");
+    let source = match bm.opt_str(r, "source") {
+        Some(Some(s)) if rules::is_ipv4_literal(s) || rules::is_ipv6_literal(s) => Some(Some(s.to_string())),
+        Some(Some(s)) => {
+            r.error(&source_path, format!("expected an IPv4 or IPv6 address, got {s:?}"));
+            None
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
+    let fwmark = if bm.has("fwmark") {
+        bm.opt_int(r, "fwmark", Range::between(1.0, 4_294_967_295.0), 0).map(|v| Some(v as u32))
+    } else {
+        Some(None)
+    };
+    bm.finish(r);
+    Some(ProbeBinding { device: device?, source: source?, fwmark: fwmark? })
 }
 
 fn ping_hosts(cm: &mut Map<'_>, r: &mut Report) -> Option<Vec<String>> {

@@ -438,3 +438,12 @@ mod daemon {
         assert!(!out.iter().any(|o| matches!(o.1, Output::RouterWrite { .. })));
     }
 }
+
+#[test]
+fn fallback_verdict_prefers_tcp_rtt_then_gateway() {
+    use super::wan::fallback_verdict;
+    assert_eq!(fallback_verdict(&mut [30.0, 10.0, 20.0], false), Fallback::TcpRtt(20.0));
+    assert_eq!(fallback_verdict(&mut [30.0, 10.0], true), Fallback::TcpRtt(20.0));
+    assert_eq!(fallback_verdict(&mut [], true), Fallback::Connected);
+    assert_eq!(fallback_verdict(&mut [], false), Fallback::NoConnectivity);
+}

@@ -616,3 +616,19 @@ impl WanController {
         }
     }
 }
+
+/// The verdict of one round of fallback checks (ALGORITHM.md §5): a TCP handshake RTT
+/// (median of the successes) wins; else a gateway answer means "connected"; else nothing.
+pub fn fallback_verdict(tcp_rtts_ms: &mut [f64], gateway_answered: bool) -> Fallback {
+    if !tcp_rtts_ms.is_empty() {
+        tcp_rtts_ms.sort_by(f64::total_cmp);
+        let n = tcp_rtts_ms.len();
+        let median =
+            if n % 2 == 1 { tcp_rtts_ms[n / 2] } else { (tcp_rtts_ms[n / 2 - 1] + tcp_rtts_ms[n / 2]) / 2.0 };
+        Fallback::TcpRtt(median)
+    } else if gateway_answered {
+        Fallback::Connected
+    } else {
+        Fallback::NoConnectivity
+    }
+}

@@ -19,8 +19,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::config::{
-    AutorateConfig, DirectionConfig, Endpoint, FallbackChecks, FallbackMode, Logging, Monitoring, Queues,
-    RouterConfig, Scheme, Secret, Storage, Thresholds, Transport,
+    AutorateConfig, DirectionConfig, Endpoint, FallbackChecks, FallbackMode, Logging, Monitoring,
+    ProbeBinding, Queues, RouterConfig, Scheme, Secret, Storage, Thresholds, Transport,
 };
 use crate::engine::connectivity::FailureKind;
 use crate::engine::wan::{Fallback, Sample, TickReport, WanController};
@@ -99,6 +99,7 @@ pub fn sample_config() -> AutorateConfig {
                 mode: FallbackMode::GracefulDegradation,
                 max_fallback_cycles: 3,
             },
+            binding: ProbeBinding::default(),
         },
         logging: Logging { main_log: String::new(), debug_log: String::new() },
         lock_file: "/run/wanctl/sim.lock".into(),
