@@ -6,8 +6,10 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use crate::cli::{self, Command, SimArgs};
+use crate::cli::{self, Command, RunArgs, SimArgs};
 use crate::config;
+use crate::shell::event_loop::{self, Mode, Options};
+use crate::shell::logger::{self, LogSetup};
 use crate::sim::scenarios;
 
 fn env_lookup(name: &str) -> Option<String> {
@@ -36,10 +38,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::CheckConfig(files) => check_config(&files),
         Command::ValidateConfig(files) => validate_config(&files),
         Command::Sim(args) => sim(&args),
-        Command::Run(_) => {
-            eprintln!("error: the live daemon is not built yet; try `wanctl sim` or `wanctl check-config`");
-            ExitCode::from(1)
-        }
+        Command::Run(args) => run(&args),
     }
 }
 
@@ -171,5 +170,69 @@ fn sim(args: &SimArgs) -> ExitCode {
             );
         }
         ExitCode::from(1)
+    }
+}
+
+/// Loads every config (all problems of every file, exit 2), sets up logging, runs.
+fn run(args: &RunArgs) -> ExitCode {
+    let mode = if args.once {
+        Mode::Once { json: args.json }
+    } else if args.oneshot {
+        Mode::Oneshot
+    } else {
+        Mode::Daemon
+    };
+    // --once reports UNKNOWN (3) for problems that prevent a check; others use 2.
+    let config_fail = if args.once { 3 } else { 2 };
+    let mut configs = Vec::new();
+    let mut warnings = Vec::new();
+    let mut bad = false;
+    for file in &args.configs {
+        match read(file)
+            .and_then(|t| config::parse_autorate(&t, file, &env_lookup).map_err(|e| e.to_string()))
+        {
+            Ok(loaded) => {
+                warnings.extend(loaded.warnings.iter().map(|w| format!("{file}: {w}")));
+                configs.push(loaded.config);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                bad = true;
+            }
+        }
+    }
+    if bad {
+        return ExitCode::from(config_fail);
+    }
+    let mut names: Vec<&str> = configs.iter().map(|c| c.wan_name.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        eprintln!("error: two config files use the same wan_name; each WAN needs its own");
+        return ExitCode::from(config_fail);
+    }
+    let setup = LogSetup {
+        debug: args.debug,
+        main_logs: if args.once {
+            vec![]
+        } else {
+            configs.iter().map(|c| c.logging.main_log.clone()).collect()
+        },
+        debug_logs: configs.iter().map(|c| c.logging.debug_log.clone()).collect(),
+    };
+    logger::init(&setup);
+    for w in &warnings {
+        log::warn!(target: "wanctl::config", "{w}");
+    }
+    let seed = args.seed.unwrap_or_else(crate::sys::random::seed);
+    let opts = Options { files: args.configs.clone(), configs, dry_run: args.dry_run, mode, seed };
+    match event_loop::run(opts) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            log::error!(target: "wanctl::startup", "{}", e.message);
+            if !log::log_enabled!(log::Level::Error) {
+                eprintln!("error: {}", e.message);
+            }
+            ExitCode::from(if args.once { 3 } else { e.code })
+        }
     }
 }

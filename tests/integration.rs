@@ -2,5 +2,9 @@
 
 mod cli;
 mod config_files;
+mod contract;
+mod daemon;
 mod purity;
 mod sim;
+mod support;
+mod sys;

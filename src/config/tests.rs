@@ -1699,20 +1699,31 @@ mod probe_binding_tests {
 
     fn with_binding(binding: &str) -> String {
         let base = include_str!("../../config/cable.yaml");
-        base.replace("continuous_monitoring:\n", &format!("continuous_monitoring:\n  probe_binding:\n{binding}"))
+        base.replace(
+            "continuous_monitoring:\n",
+            &format!("continuous_monitoring:\n  probe_binding:\n{binding}"),
+        )
     }
 
     #[test]
     fn binding_keys_parse_and_validate() {
         let env = |_: &str| Some("pw".to_string());
-        let ok = parse_autorate(&with_binding("    device: eth1\n    source: 192.0.2.7\n    fwmark: 256\n"), "c.yaml", &env)
-            .expect("valid");
+        let ok = parse_autorate(
+            &with_binding("    device: eth1\n    source: 192.0.2.7\n    fwmark: 256\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect("valid");
         let b = ok.config.monitoring.binding;
         assert_eq!(b.device.as_deref(), Some("eth1"));
         assert_eq!(b.source.as_deref(), Some("192.0.2.7"));
         assert_eq!(b.fwmark, Some(256));
-        let bad = parse_autorate(&with_binding("    device: \"eth1;rm\"\n    source: host.example\n    fwmark: 0\n"), "c.yaml", &env)
-            .expect_err("invalid");
+        let bad = parse_autorate(
+            &with_binding("    device: \"eth1;rm\"\n    source: host.example\n    fwmark: 0\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect_err("invalid");
         let text = bad.to_string();
         assert!(text.contains("continuous_monitoring.probe_binding.device"), "{text}");
         assert!(text.contains("continuous_monitoring.probe_binding.source"), "{text}");

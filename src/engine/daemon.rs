@@ -397,6 +397,18 @@ impl Daemon {
         for (wan, s) in self.wans.iter().enumerate() {
             self.outputs.push_back(Output::SaveState { wan, state: s.ctl.to_state(String::new()) });
         }
+        let l = &self.stats.lateness;
+        info!(
+            target: "wanctl::daemon",
+            "ticks={} missed={} late_p50_us={} late_p99_us={} late_max_us={} probes_sent={} replies={}",
+            self.stats.ticks,
+            self.stats.missed_ticks,
+            l.quantile_us(0.5),
+            l.quantile_us(0.99),
+            l.max_us(),
+            self.stats.probes_sent,
+            self.stats.replies
+        );
         info!(target: "wanctl::daemon", "daemon shutdown complete");
         self.outputs.push_back(Output::Exit(0));
         self.exited = true;

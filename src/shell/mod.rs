@@ -1,5 +1,6 @@
 //! The shell: thin I/O around the pure engine. No policy lives here: it reads the clock
 //! once per wakeup, moves bytes between sockets and the engine, and executes outputs.
 
+pub mod event_loop;
 pub mod files;
 pub mod logger;

@@ -1,0 +1,716 @@
+//! The poll(2) loop: the only caller of the clock, the executor of the engine's outputs.
+//!
+//! One thread. Each wakeup: read the clock once, drain every ready fd until it would block
+//! and hand what arrived to the `Daemon`, let it handle deadlines, then execute its outputs.
+//! Nothing here blocks: sockets are non-blocking, the timerfd paces ticks (missed
+//! expirations are counted, never replayed), signals arrive through a signalfd, and every
+//! wait (fallback checks, shutdown) has a deadline owned by the engine or by this loop.
+
+use core::net::IpAddr;
+use std::collections::VecDeque;
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use log::{debug, error, info, warn};
+
+use crate::config::{self, AutorateConfig};
+use crate::engine::controller::Zone;
+use crate::engine::daemon::{Daemon, Input, Notify, Output, WanSetup};
+use crate::engine::state::StateFile;
+use crate::engine::stats::LogLimiter;
+use crate::engine::wan::{Outcome, fallback_verdict};
+use crate::engine::writer::WriteOutcome;
+use crate::rng::Rng;
+use crate::shell::files::{self, LoadedState, LockFile};
+use crate::sys::clock;
+use crate::sys::notify::Notifier;
+use crate::sys::poll::{Events, Interest, PollSet, Token};
+use crate::sys::signalfd::{Signal, SignalFd};
+use crate::sys::socket::{BindOptions, ConnectState, IcmpSocket, take_socket_error, tcp_connect_nonblocking};
+use crate::sys::timerfd::Timer;
+use crate::time::Instant;
+use crate::wire::icmp::{self, Family, Framing};
+
+/// The control cadence.
+pub const TICK: Duration = Duration::from_millis(50);
+const TOKEN_TIMER: Token = 0;
+const TOKEN_SIGNAL: Token = 1;
+const TOKEN_ICMP_BASE: Token = 16;
+const TOKEN_TCP_BASE: Token = 4096;
+/// How long the original allowed one TCP fallback handshake.
+const TCP_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How the process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Until SIGTERM.
+    Daemon,
+    /// One measurement and decision, monitoring-plugin exit codes.
+    Once {
+        /// Print JSON instead of the human line.
+        json: bool,
+    },
+    /// The original's `--oneshot`: one cycle, exit 0 whatever happened.
+    Oneshot,
+}
+
+/// What `run` needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Config file names (for reload and messages), one per WAN.
+    pub files: Vec<String>,
+    /// The parsed configs, same order.
+    pub configs: Vec<AutorateConfig>,
+    /// Never write to the router.
+    pub dry_run: bool,
+    /// How to run.
+    pub mode: Mode,
+    /// Seed for the engine's randomness (logged; `--seed` replays).
+    pub seed: u64,
+}
+
+/// A startup failure: one line for stderr and the exit code.
+#[derive(Debug)]
+pub struct StartupError {
+    /// `error: <this>`.
+    pub message: String,
+    /// 1 runtime, 2 config.
+    pub code: u8,
+}
+
+fn startup(code: u8, message: String) -> StartupError {
+    StartupError { message, code }
+}
+
+/// Resolves a host (IP literal or name) at startup. Blocking DNS happens only here.
+pub fn resolve(host: &str) -> io::Result<IpAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    (host, 0)
+        .to_socket_addrs()?
+        .map(|a| a.ip())
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
+}
+
+fn family_of(ip: IpAddr) -> Family {
+    if ip.is_ipv4() { Family::V4 } else { Family::V6 }
+}
+
+struct WanSocket {
+    family: Family,
+    socket: IcmpSocket,
+    ident: u16,
+}
+
+struct FallbackRun {
+    deadline: Instant,
+    gateway: Option<(IpAddr, u16)>,
+    gateway_ok: bool,
+    tcp: Vec<(TcpStream, Instant, bool)>,
+    rtts: Vec<f64>,
+}
+
+struct WanIo {
+    name: String,
+    sockets: Vec<WanSocket>,
+    state_path: PathBuf,
+    gateway: Option<IpAddr>,
+    tcp_targets: Vec<SocketAddr>,
+    check_gateway: bool,
+    check_tcp: bool,
+    ping_timeout: Duration,
+    binding: BindOptions,
+    fallback: Option<FallbackRun>,
+    gateway_seq: u16,
+}
+
+/// Opens everything for one WAN: resolves reflectors and fallback targets, opens the ICMP
+/// sockets of the families in use with the WAN's binding.
+fn setup_wan(cfg: &AutorateConfig, index: usize) -> Result<(WanSetup, WanIo), StartupError> {
+    let m = &cfg.monitoring;
+    let mut reflectors = Vec::new();
+    for host in &m.ping_hosts {
+        let ip = resolve(host)
+            .map_err(|e| startup(1, format!("{}: resolve ping host {host}: {e}", cfg.wan_name)))?;
+        reflectors.push(ip);
+    }
+    let fb = &m.fallback;
+    let gateway = if fb.enabled && fb.check_gateway {
+        match resolve(&fb.gateway_ip) {
+            Ok(ip) => Some(ip),
+            Err(e) => {
+                warn!(target: "wanctl::startup", "{}: gateway {}: {e}; gateway check disabled", cfg.wan_name, fb.gateway_ip);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut tcp_targets = Vec::new();
+    if fb.enabled && fb.check_tcp {
+        for (host, port) in &fb.tcp_targets {
+            match resolve(host) {
+                Ok(ip) => tcp_targets.push(SocketAddr::new(ip, *port)),
+                Err(e) => {
+                    warn!(target: "wanctl::startup", "{}: TCP target {host}: {e}; skipped", cfg.wan_name)
+                }
+            }
+        }
+    }
+    let binding = BindOptions {
+        device: m.binding.device.clone(),
+        source: m.binding.source.as_deref().and_then(|s| s.parse().ok()),
+        mark: m.binding.fwmark,
+    };
+    let mut families: Vec<Family> =
+        reflectors.iter().chain(gateway.iter()).map(|&ip| family_of(ip)).collect();
+    families.sort_by_key(|f| *f == Family::V6);
+    families.dedup();
+    let mut sockets = Vec::new();
+    for family in families {
+        let mut opts = binding.clone();
+        if opts.source.is_some_and(|s| family_of(s) != family) {
+            opts.source = None;
+        }
+        let socket =
+            IcmpSocket::open(family, &opts).map_err(|e| startup(1, format!("{}: {e}", cfg.wan_name)))?;
+        let wanted = (std::process::id() as u16).wrapping_add(index as u16 * 7919);
+        let ident = socket.reply_ident(wanted);
+        info!(target: "wanctl::startup", "{}: {:?} ICMP socket ({:?})", cfg.wan_name, family, socket.kind());
+        sockets.push(WanSocket { family, socket, ident });
+    }
+    let io = WanIo {
+        name: cfg.wan_name.clone(),
+        sockets,
+        state_path: PathBuf::from(cfg.state_file_path()),
+        gateway,
+        tcp_targets,
+        check_gateway: fb.check_gateway,
+        check_tcp: fb.check_tcp,
+        ping_timeout: cfg.ping_timeout,
+        binding,
+        fallback: None,
+        gateway_seq: 0xF000,
+    };
+    Ok((WanSetup { config: cfg.clone(), reflectors }, io))
+}
+
+/// Naive local ISO-8601 time for the state file (microseconds omitted when zero); UTC
+/// when the local offset is unknown.
+fn state_timestamp() -> String {
+    let us = clock::wall_now_micros() + clock::local_offset_secs() * 1_000_000;
+    let (date, sod) = crate::shell::logger::civil_from_unix(us.div_euclid(1_000_000));
+    let frac = us.rem_euclid(1_000_000);
+    let (h, m, s) = (sod / 3600, sod / 60 % 60, sod % 60);
+    if frac == 0 {
+        format!("{date}T{h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{date}T{h:02}:{m:02}:{s:02}.{frac:06}")
+    }
+}
+
+/// Monitoring-plugin status labels by exit code.
+const STATUS_LABELS: [&str; 4] = ["OK", "WARNING", "CRITICAL", "UNKNOWN"];
+
+/// The result of `--once`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnceResult {
+    /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub code: u8,
+    /// The human line.
+    pub line: String,
+    /// The JSON document.
+    pub json: String,
+}
+
+fn once_result(daemon: &Daemon, measured_only: bool) -> OnceResult {
+    let mut worst = 0u8;
+    let mut parts = Vec::new();
+    let mut perf = Vec::new();
+    let mut wans = Vec::new();
+    for i in 0..daemon.wan_count() {
+        let Some((setup, ctl, _)) = daemon.wan(i) else { continue };
+        let name = &setup.config.wan_name;
+        let report = daemon.last_report(i);
+        let (code, text) = match report {
+            Some(r) if r.outcome == Outcome::Adjusted => {
+                let zone = r.download.zone.max(r.upload.zone);
+                let code = match zone {
+                    Zone::Green => 0,
+                    Zone::Yellow | Zone::SoftRed => 1,
+                    Zone::Red => 2,
+                };
+                let reach = ctl.connectivity().is_reachable();
+                let code = if reach { code } else { 2 };
+                (
+                    code,
+                    format!(
+                        "{name}: {} rtt={:.1}ms baseline={:.1}ms delta={:.1}ms DL={:.1}M UL={:.1}M{}",
+                        zone,
+                        r.measured_ms.unwrap_or(f64::NAN),
+                        ctl.filter().baseline_ms(),
+                        ctl.filter().delta_ms(),
+                        r.download.rate.as_mbps(),
+                        r.upload.rate.as_mbps(),
+                        if reach { "" } else { " router unreachable" }
+                    ),
+                )
+            }
+            _ => (2, format!("{name}: no RTT measurement (all reflectors silent)")),
+        };
+        worst = worst.max(code);
+        if let Some(r) = report {
+            perf.push(format!(
+                "{name}_rtt={:.1}ms {name}_delta={:.1}ms {name}_dl={:.1} {name}_ul={:.1}",
+                r.measured_ms.unwrap_or(0.0),
+                ctl.filter().delta_ms(),
+                r.download.rate.as_mbps(),
+                r.upload.rate.as_mbps()
+            ));
+        }
+        let status = STATUS_LABELS[usize::from(code.min(3))];
+        wans.push(serde_json::json!({
+            "name": name,
+            "status": status,
+            "rtt_ms": report.and_then(|r| r.measured_ms),
+            "baseline_rtt_ms": ctl.filter().baseline_ms(),
+            "load_rtt_ms": ctl.filter().load_ms(),
+            "download": {"state": report.map(|r| r.download.zone.as_str()), "rate_mbps": ctl.download().rate().as_mbps()},
+            "upload": {"state": report.map(|r| r.upload.zone.as_str()), "rate_mbps": ctl.upload().rate().as_mbps()},
+            "router_reachable": ctl.connectivity().is_reachable(),
+        }));
+        parts.push(text);
+    }
+    let label = STATUS_LABELS[usize::from(worst.min(3))];
+    let suffix = if measured_only { " (measured only)" } else { "" };
+    let line = format!("WANCTL {label} - {}{suffix} | {}", parts.join("; "), perf.join(" "));
+    let json =
+        serde_json::json!({"status": label, "code": worst, "measured_only": measured_only, "wans": wans})
+            .to_string();
+    OnceResult { code: worst, line, json }
+}
+
+/// Runs the daemon (or one cycle). Returns the exit code.
+pub fn run(opts: Options) -> Result<u8, StartupError> {
+    let lock_timeout = opts.configs.first().map_or(Duration::from_secs(300), |c| c.lock_timeout);
+    // Locks: held for life in daemon mode; around the cycle otherwise. A busy lock in
+    // --once means a daemon is running: measure only.
+    let mut locks = Vec::new();
+    let mut measured_only = false;
+    for cfg in &opts.configs {
+        match LockFile::acquire(std::path::Path::new(&cfg.lock_file), lock_timeout) {
+            Ok(l) => locks.push(l),
+            Err(e) if matches!(opts.mode, Mode::Once { .. }) => {
+                info!(target: "wanctl::startup", "{e}; measuring without writing");
+                measured_only = true;
+            }
+            Err(e) => return Err(startup(1, format!("{}: {e}", cfg.wan_name))),
+        }
+    }
+    let mut setups = Vec::new();
+    let mut ios = Vec::new();
+    let mut states = Vec::new();
+    for (i, cfg) in opts.configs.iter().enumerate() {
+        let (setup, io) = setup_wan(cfg, i)?;
+        let state = match files::load_state(&io.state_path) {
+            Ok(LoadedState::Valid(s)) => Some(s),
+            Ok(LoadedState::Missing) => None,
+            Ok(LoadedState::Corrupt { reason, moved_to }) => {
+                warn!(target: "wanctl::startup", "{}: state file {} is corrupt ({reason}); kept as {} and starting from defaults", cfg.wan_name, io.state_path.display(), moved_to.display());
+                None
+            }
+            Err(e) => {
+                warn!(target: "wanctl::startup", "{}: cannot read state file {}: {e}; starting from defaults", cfg.wan_name, io.state_path.display());
+                None
+            }
+        };
+        states.push(state);
+        setups.push(setup);
+        ios.push(io);
+    }
+    let dry_run = opts.dry_run || measured_only;
+    let now = clock::now();
+    let mut daemon = Daemon::new(setups, states, dry_run, opts.seed, now);
+    let timer = Timer::periodic(TICK).map_err(|e| startup(1, format!("create tick timer: {e}")))?;
+    let signals = SignalFd::open(&Signal::DAEMON).map_err(|e| startup(1, format!("open signalfd: {e}")))?;
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        warn!(target: "wanctl::startup", "systemd notify socket unusable: {e}");
+        Notifier::disabled()
+    });
+    let mut poll = PollSet::with_capacity(32);
+    poll.register(timer.as_fd(), TOKEN_TIMER, Interest::READABLE)
+        .map_err(|e| startup(1, format!("poll timer: {e}")))?;
+    poll.register(signals.as_fd(), TOKEN_SIGNAL, Interest::READABLE)
+        .map_err(|e| startup(1, format!("poll signalfd: {e}")))?;
+    for (w, io) in ios.iter().enumerate() {
+        for (k, s) in io.sockets.iter().enumerate() {
+            poll.register(s.socket.as_fd(), TOKEN_ICMP_BASE + w * 2 + k, Interest::READABLE)
+                .map_err(|e| startup(1, format!("poll ICMP socket: {e}")))?;
+        }
+    }
+    info!(
+        target: "wanctl::startup",
+        "wanctl {} running {} WAN(s) every {} ms{} (seed {})",
+        crate::VERSION,
+        ios.len(),
+        TICK.as_millis(),
+        if dry_run { ", dry run" } else { "" },
+        opts.seed
+    );
+    let mut rng = Rng::new(opts.seed ^ 0xa5a5);
+    let mut events = Events::with_capacity(32);
+    let mut inputs: VecDeque<Input> = VecDeque::with_capacity(64);
+    let mut next_expiry = now + TICK;
+    let mut recv_buf = [0u8; 2048];
+    let mut send_buf = [0u8; 64];
+    let mut save_log = LogLimiter::new(Duration::from_secs(300));
+    let started = now;
+    let once_deadline = opts.configs.iter().map(|c| c.ping_timeout).max().unwrap_or(Duration::from_secs(1))
+        + Duration::from_millis(500);
+    let mut once_done = false;
+    let mut exit_code: Option<u8> = None;
+
+    while exit_code.is_none() {
+        let now = clock::now();
+        let mut deadline = daemon.poll_timeout();
+        for io in &ios {
+            if let Some(f) = &io.fallback {
+                deadline = Some(deadline.map_or(f.deadline, |d| d.min(f.deadline)));
+            }
+        }
+        let timeout = deadline.map(|d| d.saturating_since(now));
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            error!(target: "wanctl::loop", "poll: {e}");
+            return Err(startup(1, format!("poll: {e}")));
+        }
+        let now = clock::now();
+        for ev in &events {
+            match ev.token {
+                TOKEN_TIMER => match timer.read() {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        let scheduled = next_expiry + TICK * (n.saturating_sub(1) as u32);
+                        next_expiry = scheduled + TICK;
+                        inputs
+                            .push_back(Input::Tick { missed: n - 1, late: now.saturating_since(scheduled) });
+                    }
+                    Err(e) => warn!(target: "wanctl::loop", "read timerfd: {e}"),
+                },
+                TOKEN_SIGNAL => loop {
+                    match signals.read() {
+                        Ok(Some(Signal::Term | Signal::Int)) => inputs.push_back(Input::Shutdown),
+                        Ok(Some(Signal::Hup)) => {
+                            crate::shell::logger::reopen();
+                            match reload(&opts.files, &ios) {
+                                Ok(setups) => inputs.push_back(Input::Reload(setups)),
+                                Err(e) => {
+                                    error!(target: "wanctl::reload", "reload rejected, keeping the running configuration: {e}")
+                                }
+                            }
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(e) => {
+                            warn!(target: "wanctl::loop", "read signalfd: {e}");
+                            break;
+                        }
+                    }
+                },
+                t if (TOKEN_ICMP_BASE..TOKEN_TCP_BASE).contains(&t) => {
+                    let (w, k) = ((t - TOKEN_ICMP_BASE) / 2, (t - TOKEN_ICMP_BASE) % 2);
+                    let Some(io) = ios.get_mut(w) else { continue };
+                    drain_icmp(io, w, k, now, &mut recv_buf, &mut inputs);
+                }
+                t if t >= TOKEN_TCP_BASE => {
+                    let (w, k) = ((t - TOKEN_TCP_BASE) / 64, (t - TOKEN_TCP_BASE) % 64);
+                    if let Some(io) = ios.get_mut(w)
+                        && let Some(run) = io.fallback.as_mut()
+                        && let Some((stream, started_at, done)) = run.tcp.get_mut(k)
+                        && !*done
+                    {
+                        *done = true;
+                        if let Ok(None) = take_socket_error(stream.as_fd()) {
+                            run.rtts.push(now.saturating_since(*started_at).as_secs_f64() * 1000.0);
+                        }
+                        poll.deregister(t);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Fallback runs that are complete or past their deadline.
+        for (w, io) in ios.iter_mut().enumerate() {
+            let finished = io.fallback.as_ref().is_some_and(|f| {
+                now >= f.deadline || (f.tcp.iter().all(|t| t.2) && (f.gateway.is_none() || f.gateway_ok))
+            });
+            if finished && let Some(mut f) = io.fallback.take() {
+                for k in 0..f.tcp.len() {
+                    poll.deregister(TOKEN_TCP_BASE + w * 64 + k);
+                }
+                let result = fallback_verdict(&mut f.rtts, f.gateway_ok);
+                debug!(target: "wanctl::fallback", "{}: fallback checks: {result:?}", io.name);
+                inputs.push_back(Input::FallbackResult { wan: w, result });
+            }
+        }
+        while let Some(input) = inputs.pop_front() {
+            daemon.handle_input(now, input);
+            execute(
+                &mut daemon,
+                &mut ios,
+                &mut poll,
+                &notifier,
+                &mut inputs,
+                &mut exit_code,
+                now,
+                ExecCtx { send_buf: &mut send_buf, rng: &mut rng, save_log: &mut save_log, measured_only },
+            );
+        }
+        daemon.handle_timeout(now);
+        execute(
+            &mut daemon,
+            &mut ios,
+            &mut poll,
+            &notifier,
+            &mut inputs,
+            &mut exit_code,
+            now,
+            ExecCtx { send_buf: &mut send_buf, rng: &mut rng, save_log: &mut save_log, measured_only },
+        );
+        if !inputs.is_empty() {
+            continue;
+        }
+        if matches!(opts.mode, Mode::Once { .. } | Mode::Oneshot) && !once_done && !daemon.is_stopping() {
+            let all_measured = (0..daemon.wan_count()).all(|i| {
+                daemon
+                    .last_report(i)
+                    .is_some_and(|r| matches!(r.outcome, Outcome::Adjusted | Outcome::Failed))
+            });
+            let writes_idle = daemon.wan(0).is_some_and(|(_, c, _)| c.writer().in_flight().is_none());
+            if (all_measured && writes_idle) || now.saturating_since(started) >= once_deadline {
+                once_done = true;
+                inputs.push_back(Input::Shutdown);
+            }
+        }
+    }
+    drop(locks);
+    let code = exit_code.unwrap_or(1);
+    match opts.mode {
+        Mode::Daemon => Ok(code),
+        Mode::Oneshot => Ok(0),
+        Mode::Once { json } => {
+            let r = once_result(&daemon, measured_only);
+            println!("{}", if json { &r.json } else { &r.line });
+            Ok(r.code)
+        }
+    }
+}
+
+struct ExecCtx<'a> {
+    send_buf: &'a mut [u8; 64],
+    rng: &'a mut Rng,
+    save_log: &'a mut LogLimiter,
+    measured_only: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    daemon: &mut Daemon,
+    ios: &mut [WanIo],
+    poll: &mut PollSet,
+    notifier: &Notifier,
+    inputs: &mut VecDeque<Input>,
+    exit_code: &mut Option<u8>,
+    now: Instant,
+    ctx: ExecCtx<'_>,
+) {
+    while let Some(out) = daemon.poll_output() {
+        match out {
+            Output::SendEcho { wan, probe } => {
+                let Some(io) = ios.get(wan) else { continue };
+                let family = family_of(probe.addr);
+                let Some(s) = io.sockets.iter().find(|s| s.family == family) else {
+                    inputs.push_back(Input::EchoSendFailed { wan, probe });
+                    continue;
+                };
+                let sent = icmp::emit_request(family, s.ident, probe.seq, now, 16, ctx.send_buf)
+                    .map_err(|e| io::Error::other(e.to_string()))
+                    .and_then(|len| s.socket.send_to(&ctx.send_buf[..len], probe.addr));
+                if let Err(e) = sent {
+                    debug!(target: "wanctl::prober", "{}: send echo to {}: {e}", io.name, probe.addr);
+                    inputs.push_back(Input::EchoSendFailed { wan, probe });
+                }
+            }
+            Output::RouterWrite { wan, rates } => {
+                // The RouterOS transports are the next piece of work; until then a decision
+                // is logged and treated as applied, which keeps the seam exactly where the
+                // REST/SSH client will plug in.
+                let name = ios.get(wan).map_or("?", |io| io.name.as_str());
+                info!(
+                    target: "wanctl::router",
+                    "{name}: set DL={:.1}M UL={:.1}M (no router transport yet: logged only)",
+                    rates.download.as_mbps(),
+                    rates.upload.as_mbps()
+                );
+                inputs.push_back(Input::WriteDone { wan, outcome: WriteOutcome::Applied, kind: None });
+            }
+            Output::StartFallback { wan } => {
+                if let Some(io) = ios.get_mut(wan) {
+                    start_fallback(io, wan, poll, now, ctx.send_buf);
+                }
+            }
+            Output::SaveState { wan, mut state } => {
+                if ctx.measured_only {
+                    continue;
+                }
+                let Some(io) = ios.get(wan) else { continue };
+                save_state(io, &mut state, ctx.rng.next_u64(), now, ctx.save_log);
+            }
+            Output::Notify(n) => {
+                let r = match &n {
+                    Notify::Ready => notifier.ready(),
+                    Notify::Watchdog => notifier.watchdog(),
+                    Notify::Status(s) => notifier.status(s),
+                    Notify::Stopping => notifier.stopping(),
+                };
+                if let Err(e) = r {
+                    debug!(target: "wanctl::notify", "systemd notify {n:?}: {e}");
+                }
+            }
+            Output::Exit(code) => *exit_code = Some(code),
+        }
+    }
+}
+
+fn save_state(io: &WanIo, state: &mut StateFile, nonce: u64, now: Instant, limiter: &mut LogLimiter) {
+    state.timestamp = state_timestamp();
+    if let Err(e) = files::write_atomic(&io.state_path, &state.encode(), nonce)
+        && let Some(n) = limiter.allow(now)
+    {
+        warn!(
+            target: "wanctl::state",
+            "{}: write state file {}: {e}{}",
+            io.name,
+            io.state_path.display(),
+            if n > 0 { format!(" ({n} similar suppressed)") } else { String::new() }
+        );
+    }
+}
+
+fn drain_icmp(
+    io: &mut WanIo,
+    w: usize,
+    k: usize,
+    now: Instant,
+    buf: &mut [u8],
+    inputs: &mut VecDeque<Input>,
+) {
+    let gateway = io.gateway;
+    let gw_seq = io.gateway_seq;
+    let Some(s) = io.sockets.get_mut(k) else { return };
+    let framing: Framing = s.socket.framing();
+    let raw = s.socket.kernel_ident().is_none();
+    for _ in 0..256 {
+        match s.socket.recv(buf) {
+            Ok(Some(rx)) => {
+                let Ok(reply) = icmp::parse_reply(s.family, framing, &buf[..rx.len]) else { continue };
+                if raw && reply.ident != s.ident {
+                    continue; // another program's (or another WAN's) echo
+                }
+                let at = rx.kernel_time.unwrap_or(now).min(now.max(rx.kernel_time.unwrap_or(now)));
+                if Some(rx.from) == gateway && reply.seq_no == gw_seq {
+                    if let Some(f) = io.fallback.as_mut() {
+                        f.gateway_ok = true;
+                    }
+                    continue;
+                }
+                inputs.push_back(Input::EchoReply { wan: w, from: rx.from, seq: reply.seq_no, at });
+            }
+            Ok(None) => break,
+            Err(e) => {
+                debug!(target: "wanctl::prober", "{}: recv: {e}", io.name);
+                break;
+            }
+        }
+    }
+}
+
+fn start_fallback(io: &mut WanIo, w: usize, poll: &mut PollSet, now: Instant, send_buf: &mut [u8; 64]) {
+    if io.fallback.is_some() {
+        return;
+    }
+    io.gateway_seq = io.gateway_seq.wrapping_add(1) | 0xF000;
+    let mut run = FallbackRun {
+        deadline: now + io.ping_timeout.max(TCP_CHECK_TIMEOUT),
+        gateway: None,
+        gateway_ok: false,
+        tcp: Vec::new(),
+        rtts: Vec::new(),
+    };
+    if io.check_gateway
+        && let Some(gw) = io.gateway
+        && let Some(s) = io.sockets.iter().find(|s| s.family == family_of(gw))
+        && let Ok(len) = icmp::emit_request(s.family, s.ident, io.gateway_seq, now, 16, send_buf)
+        && s.socket.send_to(&send_buf[..len], gw).is_ok()
+    {
+        run.gateway = Some((gw, io.gateway_seq));
+    }
+    if io.check_tcp {
+        for (k, addr) in io.tcp_targets.iter().enumerate().take(64) {
+            match tcp_connect_nonblocking(*addr, &io.binding) {
+                Ok((stream, ConnectState::Connected)) => {
+                    run.rtts.push(0.0);
+                    run.tcp.push((stream, now, true));
+                }
+                Ok((stream, ConnectState::InProgress)) => {
+                    let token = TOKEN_TCP_BASE + w * 64 + k;
+                    if poll.register(stream.as_fd(), token, Interest::WRITABLE).is_ok() {
+                        run.tcp.push((stream, now, false));
+                    }
+                }
+                Err(e) => debug!(target: "wanctl::fallback", "{}: TCP check {addr}: {e}", io.name),
+            }
+        }
+    }
+    // A run with nothing to wait for ends at the next loop pass.
+    io.fallback = Some(run);
+}
+
+fn reload(files: &[String], ios: &[WanIo]) -> Result<Vec<WanSetup>, String> {
+    if files.len() != ios.len() {
+        return Err("the number of WANs cannot change on reload; restart instead".into());
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    let mut setups = Vec::new();
+    for (file, io) in files.iter().zip(ios) {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("read {file}: {e}"))?;
+        let loaded = config::parse_autorate(&text, file, &env).map_err(|e| e.to_string())?;
+        for w in &loaded.warnings {
+            warn!(target: "wanctl::reload", "{file}: {w}");
+        }
+        let cfg = loaded.config;
+        if cfg.wan_name != io.name {
+            return Err(format!(
+                "{file}: wan_name changed from {} to {}; restart instead",
+                io.name, cfg.wan_name
+            ));
+        }
+        let mut reflectors = Vec::new();
+        for host in &cfg.monitoring.ping_hosts {
+            let ip = resolve(host).map_err(|e| format!("{file}: resolve ping host {host}: {e}"))?;
+            if !io.sockets.iter().any(|s| s.family == family_of(ip)) {
+                return Err(format!(
+                    "{file}: ping host {host} needs an address family not open; restart instead"
+                ));
+            }
+            reflectors.push(ip);
+        }
+        setups.push(WanSetup { config: cfg, reflectors });
+    }
+    info!(target: "wanctl::reload", "configuration re-read and valid: {}", files.join(", "));
+    Ok(setups)
+}

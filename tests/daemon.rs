@@ -1,0 +1,245 @@
+//! The real binary in a network namespace the test creates, probing reflectors it serves
+//! itself on a TUN device (tests/support/reflector.rs). Needs root (CI is root); skips with
+//! a message otherwise. Every wait is bounded.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::netns::is_root;
+use crate::support::reflector::Rig;
+
+const FAST: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+const DEAD: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+const SLOW: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3));
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wanctl-daemon-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+/// An original-format autorate config for reflectors `hosts`, files under `dir`.
+fn config(dir: &Path, hosts: &[IpAddr], ceiling: u32) -> String {
+    let hosts: String = hosts.iter().map(|h| format!("    - \"{h}\"\n")).collect();
+    let d = dir.display();
+    format!(
+        r#"wan_name: "wan1"
+router: {{host: "192.0.2.1", user: "admin", ssh_key: "/nonexistent", transport: rest, password: "secret-pw", port: 80}}
+queues: {{download: "WAN-Download-1", upload: "WAN-Upload-1"}}
+continuous_monitoring:
+  enabled: true
+  baseline_rtt_initial: 20
+  ping_hosts:
+{hosts}  use_median_of_three: true
+  download: {{ceiling_mbps: {ceiling}, step_up_mbps: 5, factor_down: 0.85, floor_mbps: 10}}
+  upload: {{ceiling_mbps: 20, step_up_mbps: 1, factor_down: 0.9, floor_mbps: 5}}
+  thresholds: {{target_bloat_ms: 15, warn_bloat_ms: 45, hard_red_bloat_ms: 80, baseline_time_constant_sec: 60, load_time_constant_sec: 0.1}}
+  fallback_checks: {{enabled: false}}
+logging: {{main_log: "{d}/wan1.log", debug_log: "{d}/wan1_debug.log"}}
+lock_file: "{d}/wan1.lock"
+lock_timeout: 300
+timeouts: {{ping: 1}}
+storage: {{db_path: ""}}
+"#
+    )
+}
+
+struct Running {
+    child: Child,
+    stderr: PathBuf,
+}
+
+fn spawn(rig: &Rig, dir: &Path, args: &[&str]) -> Running {
+    let stderr = dir.join("stderr.log");
+    let child = rig
+        .ns()
+        .command(env!("CARGO_BIN_EXE_wanctl"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("spawn wanctl");
+    Running { child, stderr }
+}
+
+impl Running {
+    fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits for exit, at most `limit`; kills and panics on timeout.
+    fn wait(&mut self, limit: Duration) -> (i32, Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status.code().unwrap_or(-1), start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!("wanctl did not exit within {limit:?}; log:\n{}", self.log());
+    }
+
+    fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stat(log: &str, key: &str) -> u64 {
+    log.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} not in log:\n{log}"))
+}
+
+#[test]
+fn daemon_probes_at_20hz_survives_dead_and_slow_reflectors_and_stops_cleanly() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespace and TUN)");
+        return;
+    }
+    let rig = Rig::start(&[
+        (FAST, Some(Duration::from_millis(20))),
+        (DEAD, None),
+        (SLOW, Some(Duration::from_millis(600))),
+    ])
+    .expect("rig");
+    let dir = tempdir("run");
+    let cfg = dir.join("wan1.yaml");
+    std::fs::write(&cfg, config(&dir, &[FAST, DEAD, SLOW], 100)).expect("write config");
+    let mut run = spawn(&rig, &dir, &["--config", cfg.to_str().expect("utf8"), "--debug"]);
+    std::thread::sleep(Duration::from_secs(4));
+    let state_path = dir.join("wan1_state.json");
+    let state = std::fs::read_to_string(&state_path).expect("state file written while running");
+    let v: serde_json::Value = serde_json::from_str(&state).expect("state is JSON");
+    assert!(v["ewma"]["baseline_rtt"].is_number(), "{state}");
+    assert_eq!(
+        std::fs::metadata(&state_path)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+            .ok(),
+        Some(0o600)
+    );
+    assert!(dir.join("wan1.lock").exists(), "lock held while running");
+
+    run.signal(Signal::SIGTERM);
+    let (code, took) = run.wait(Duration::from_secs(3));
+    let log = run.log();
+    assert_eq!(code, 0, "{log}");
+    assert!(took < Duration::from_secs(1), "exit took {took:?}");
+    assert!(!dir.join("wan1.lock").exists(), "lock removed at exit");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).expect("state")).expect("state intact");
+    assert!(v["download"]["current_rate"].is_u64());
+
+    // 20 Hz per reflector over ~4 s, the dead and slow ones included.
+    for addr in [FAST, DEAD, SLOW] {
+        let n = rig.requests(addr);
+        assert!((60..=100).contains(&n), "{addr}: {n} requests in ~4 s\n{log}");
+    }
+    let ticks = stat(&log, "ticks");
+    assert!((60..=100).contains(&ticks), "{ticks} ticks\n{log}");
+    // The dead and the 600 ms reflector never delay a tick: nearly no missed ticks and a
+    // small worst lateness (generous: shared CI machine).
+    assert!(stat(&log, "missed") <= 3, "{log}");
+    assert!(stat(&log, "late_max_us") < 50_000, "{log}");
+    assert!(stat(&log, "replies") >= 2 * ticks - 30, "fast and slow replies reached the controller\n{log}");
+    assert!(!log.contains("secret-pw"), "password leaked into the log");
+}
+
+#[test]
+fn sighup_reloads_a_changed_config_and_keeps_running_on_a_broken_one() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespace and TUN)");
+        return;
+    }
+    let rig = Rig::start(&[(FAST, Some(Duration::from_millis(10)))]).expect("rig");
+    let dir = tempdir("hup");
+    let cfg = dir.join("wan1.yaml");
+    std::fs::write(&cfg, config(&dir, &[FAST], 100)).expect("write config");
+    let mut run = spawn(&rig, &dir, &["--config", cfg.to_str().expect("utf8")]);
+    assert!(run.wait_for_log("running 1 WAN", Duration::from_secs(3)), "{}", run.log());
+
+    std::fs::write(&cfg, config(&dir, &[FAST], 200)).expect("change config");
+    run.signal(Signal::SIGHUP);
+    assert!(run.wait_for_log("configuration reloaded", Duration::from_secs(3)), "{}", run.log());
+
+    std::fs::write(&cfg, "wan_name: [broken\n").expect("break config");
+    run.signal(Signal::SIGHUP);
+    assert!(run.wait_for_log("reload rejected", Duration::from_secs(3)), "{}", run.log());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(run.child.try_wait().expect("try_wait").is_none(), "still running after a broken reload");
+
+    run.signal(Signal::SIGTERM);
+    let (code, _) = run.wait(Duration::from_secs(3));
+    assert_eq!(code, 0, "{}", run.log());
+}
+
+#[test]
+fn once_exits_ok_on_a_healthy_path_and_critical_on_a_dead_one() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespace and TUN)");
+        return;
+    }
+    let rig = Rig::start(&[(FAST, Some(Duration::from_millis(10))), (DEAD, None)]).expect("rig");
+    let dir = tempdir("once");
+    let good = dir.join("good.yaml");
+    std::fs::write(&good, config(&dir, &[FAST], 100)).expect("write");
+    let out = rig
+        .ns()
+        .command(env!("CARGO_BIN_EXE_wanctl"))
+        .args(["--config", good.to_str().expect("utf8"), "--once", "--dry-run"])
+        .output()
+        .expect("run --once");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("WANCTL OK - wan1: GREEN"), "{stdout}");
+
+    let json = rig
+        .ns()
+        .command(env!("CARGO_BIN_EXE_wanctl"))
+        .args(["--config", good.to_str().expect("utf8"), "--once", "--json", "--dry-run"])
+        .output()
+        .expect("run --once --json");
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(v["status"], "OK");
+
+    let dead_dir = tempdir("once-dead");
+    let dead = dead_dir.join("dead.yaml");
+    std::fs::write(&dead, config(&dead_dir, &[DEAD], 100)).expect("write");
+    let start = Instant::now();
+    let out = rig
+        .ns()
+        .command(env!("CARGO_BIN_EXE_wanctl"))
+        .args(["--config", dead.to_str().expect("utf8"), "--once"])
+        .output()
+        .expect("run --once");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.starts_with("WANCTL CRITICAL"), "{stdout}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}

@@ -1,0 +1,12 @@
+//! Shared test rigs. Each submodule owns one rig; tests pick what they need.
+//!
+//! - [`netns`]: a throw-away network namespace (`ip netns add`, deleted on drop), commands
+//!   and threads inside it. Needs root.
+//! - [`reflector`]: ICMP reflectors with per-address delay and loss behind a TUN device in
+//!   such a namespace. Needs root.
+
+// Not every test area uses every helper; the rig is here for the later daemon tests too.
+#![allow(dead_code)]
+
+pub mod netns;
+pub mod reflector;
