@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SIM_SEED ?=
 
-.PHONY: all build check test lint fmt fmt-check purity sim size clean
+.PHONY: all build check test lint fmt fmt-check purity sim bench size clean
 
 all: build
 
@@ -31,6 +31,10 @@ purity:
 ## sim: the simulator's scenario table (SIM_SEED=N replays one seed)
 sim:
 	$(CARGO) run --profile sim --quiet -- sim $(if $(SIM_SEED),--seed $(SIM_SEED),--seed 1 --seed 2 --seed 3)
+
+## bench: figures (CPU, RSS, tick lateness, probes) of the release binary; WANCTL_BENCH_SECS=30
+bench:
+	$(CARGO) test --release --test integration bench_ -- --ignored --nocapture --test-threads=1
 
 size:
 	$(CARGO) build --release

@@ -243,3 +243,58 @@ fn once_exits_ok_on_a_healthy_path_and_critical_on_a_dead_one() {
     assert!(stdout.starts_with("WANCTL CRITICAL"), "{stdout}");
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn systemd_notifications_and_json_logs() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespace and TUN)");
+        return;
+    }
+    use std::os::unix::net::UnixDatagram;
+    let rig = Rig::start(&[(FAST, Some(Duration::from_millis(10)))]).expect("rig");
+    let dir = tempdir("notify");
+    let cfg = dir.join("wan1.yaml");
+    std::fs::write(&cfg, config(&dir, &[FAST], 100)).expect("write config");
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+    let stderr = dir.join("stderr.log");
+    let child = rig
+        .ns()
+        .command(env!("CARGO_BIN_EXE_wanctl"))
+        .args(["--config", cfg.to_str().expect("utf8")])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WANCTL_LOG_FORMAT", "JSON")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("spawn wanctl");
+    let mut run = Running { child, stderr };
+    let mut got = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 512];
+    while start.elapsed() < Duration::from_secs(3)
+        && !(got.iter().any(|m: &String| m == "READY=1") && got.iter().any(|m| m == "WATCHDOG=1"))
+    {
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    run.signal(Signal::SIGTERM);
+    let (code, _) = run.wait(Duration::from_secs(3));
+    assert_eq!(code, 0);
+    while let Ok(n) = sock.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(got.iter().any(|m| m == "READY=1"), "{got:?}");
+    assert!(got.iter().any(|m| m == "WATCHDOG=1"), "{got:?}");
+    assert!(got.iter().any(|m| m == "STOPPING=1"), "{got:?}");
+    let log = run.log();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+        assert!(v["level"].is_string() && v["logger"].is_string() && v["message"].is_string(), "{line}");
+    }
+}

@@ -1,5 +1,6 @@
 //! The one integration-test binary (as ripgrep): each module below is a test area.
 
+mod bench;
 mod cli;
 mod config_files;
 mod contract;
