@@ -298,3 +298,38 @@ fn systemd_notifications_and_json_logs() {
         assert!(v["level"].is_string() && v["logger"].is_string() && v["message"].is_string(), "{line}");
     }
 }
+
+#[test]
+fn several_config_files_run_several_wans_in_one_process() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespace and TUN)");
+        return;
+    }
+    let rig = Rig::start(&[(FAST, Some(Duration::from_millis(10))), (SLOW, Some(Duration::from_millis(30)))])
+        .expect("rig");
+    let dir = tempdir("multi");
+    let (d1, d2) = (dir.join("a"), dir.join("b"));
+    std::fs::create_dir_all(&d1).expect("mkdir");
+    std::fs::create_dir_all(&d2).expect("mkdir");
+    let c1 = d1.join("wan1.yaml");
+    let c2 = d2.join("wan2.yaml");
+    std::fs::write(&c1, config(&d1, &[FAST], 100)).expect("write");
+    std::fs::write(
+        &c2,
+        config(&d2, &[SLOW], 50)
+            .replace("wan_name: \"wan1\"", "wan_name: \"wan2\"")
+            .replace("/wan1", "/wan2"),
+    )
+    .expect("write");
+    let mut run = spawn(&rig, &dir, &["--config", c1.to_str().expect("utf8"), c2.to_str().expect("utf8")]);
+    assert!(run.wait_for_log("running 2 WAN", Duration::from_secs(3)), "{}", run.log());
+    std::thread::sleep(Duration::from_millis(1500));
+    run.signal(Signal::SIGTERM);
+    let (code, _) = run.wait(Duration::from_secs(3));
+    assert_eq!(code, 0, "{}", run.log());
+    for (d, name) in [(&d1, "wan1"), (&d2, "wan2")] {
+        let s = std::fs::read_to_string(d.join(format!("{name}_state.json"))).expect("state per WAN");
+        assert!(s.contains("\"ewma\""), "{s}");
+    }
+    assert!(rig.replies(FAST) >= 20 && rig.replies(SLOW) >= 20);
+}
