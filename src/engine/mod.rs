@@ -12,6 +12,7 @@ pub mod connectivity;
 pub mod controller;
 pub mod daemon;
 pub mod prober;
+pub mod router;
 pub mod state;
 pub mod stats;
 pub mod wan;

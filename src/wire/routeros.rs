@@ -117,6 +117,10 @@ pub enum Command {
     },
     /// Read one queue-tree item (config and statistics) by exact name.
     GetQueueByName(String),
+    /// Read one queue-tree item's configuration by exact name: the same REST request as
+    /// `GetQueueByName`, but on the console `print detail` (without `stats`), which is the
+    /// form that shows `max-limit`; used to read a rate write back.
+    GetQueueConfigByName(String),
     /// Read one queue-tree item by id.
     GetQueueById(ItemId),
     /// Disable (`true`) or enable (`false`) the mangle rules whose comment equals `comment`.
@@ -142,6 +146,7 @@ impl fmt::Display for Command {
                 download.name, download.max_limit.0, upload.name, upload.max_limit.0
             ),
             Command::GetQueueByName(name) => write!(f, "get queue {name}"),
+            Command::GetQueueConfigByName(name) => write!(f, "get queue config {name}"),
             Command::GetQueueById(id) => write!(f, "get queue {id}"),
             Command::SetMangleDisabled { comment, disabled } => {
                 write!(f, "{} mangle \"{comment}\"", if *disabled { "disable" } else { "enable" })
@@ -513,7 +518,9 @@ impl RestCall {
     pub fn new(command: Command, ids: &IdCache) -> RestCall {
         let step = match &command {
             Command::SetQueueLimits { download, .. } => queue_step(Direction::Download, &download.name, ids),
-            Command::GetQueueByName(_) | Command::GetQueueById(_) => Step::GetQueue,
+            Command::GetQueueByName(_) | Command::GetQueueConfigByName(_) | Command::GetQueueById(_) => {
+                Step::GetQueue
+            }
             Command::SetMangleDisabled { .. } | Command::GetMangleByComment(_) => Step::ListMangle,
             Command::Probe => Step::Probe,
         };
@@ -601,7 +608,7 @@ impl RestCall {
                 }
             }
             (Step::GetQueue, Command::GetQueueById(id)) => get(format!("{QUEUE_TREE}/{id}")),
-            (Step::GetQueue, Command::GetQueueByName(name)) => {
+            (Step::GetQueue, Command::GetQueueByName(name) | Command::GetQueueConfigByName(name)) => {
                 get(format!("{QUEUE_TREE}?name={}", percent_encode(name)))
             }
             (Step::ListMangle, _) => get(MANGLE.to_owned()),
@@ -679,7 +686,9 @@ impl RestCall {
             (Step::GetQueue, true) => {
                 let items = parse_queue_json(body)?;
                 let item = match &self.command {
-                    Command::GetQueueByName(name) => pick_by_name(items, name),
+                    Command::GetQueueByName(name) | Command::GetQueueConfigByName(name) => {
+                        pick_by_name(items, name)
+                    }
                     _ => items.into_iter().next(),
                 };
                 if let Some(QueueStats { id: Some(id), name: Some(name), .. }) = &item {
@@ -1062,6 +1071,9 @@ impl Command {
             Command::GetQueueByName(name) => {
                 format!("/queue/tree print stats detail where name={}", quote(non_empty(name)?)?)
             }
+            Command::GetQueueConfigByName(name) => {
+                format!("/queue/tree print detail where name={}", quote(non_empty(name)?)?)
+            }
             Command::GetQueueById(id) => format!("/queue/tree print stats detail where .id={id}"),
             Command::SetMangleDisabled { comment, disabled } => format!(
                 "/ip firewall mangle {} [find comment={}]",
@@ -1084,7 +1096,7 @@ impl Command {
                 expect_silent(&text).map(|()| Reply::QueueLimitsSet { download: None, upload: None })
             }
             Command::SetMangleDisabled { .. } => expect_silent(&text).map(|()| Reply::MangleSet(Vec::new())),
-            Command::GetQueueByName(name) => {
+            Command::GetQueueByName(name) | Command::GetQueueConfigByName(name) => {
                 check_print(&text)?;
                 Ok(Reply::Queue(pick_by_name(parse_queue_cli(&text), name)))
             }
