@@ -62,7 +62,7 @@ fn bench_daemon_cost() {
         &cfg,
         format!(
             r#"wan_name: wan1
-router: {{host: "192.0.2.1", user: admin, ssh_key: /nonexistent, transport: rest, port: 80}}
+router: {{host: "127.0.0.1", user: admin, ssh_key: /nonexistent, transport: rest, port: 9}}
 queues: {{download: WAN-Download-1, upload: WAN-Upload-1}}
 continuous_monitoring:
   enabled: true
@@ -85,6 +85,7 @@ storage: {{db_path: ""}}
     let mut child = rig
         .ns()
         .command(env!("CARGO_BIN_EXE_wanctl"))
+        .env("WANCTL_SSH", "false")
         .args(["--config", cfg.to_str().expect("utf8")])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr).expect("stderr"))

@@ -30,7 +30,7 @@ fn config(dir: &Path, hosts: &[IpAddr], ceiling: u32) -> String {
     let d = dir.display();
     format!(
         r#"wan_name: "wan1"
-router: {{host: "192.0.2.1", user: "admin", ssh_key: "/nonexistent", transport: rest, password: "secret-pw", port: 80}}
+router: {{host: "127.0.0.1", user: "admin", ssh_key: "/nonexistent", transport: rest, password: "secret-pw", port: 9}}
 queues: {{download: "WAN-Download-1", upload: "WAN-Upload-1"}}
 continuous_monitoring:
   enabled: true
@@ -60,6 +60,7 @@ fn spawn(rig: &Rig, dir: &Path, args: &[&str]) -> Running {
     let child = rig
         .ns()
         .command(env!("CARGO_BIN_EXE_wanctl"))
+        .env("WANCTL_SSH", "false")
         .args(args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr).expect("stderr file"))
@@ -212,6 +213,7 @@ fn once_exits_ok_on_a_healthy_path_and_critical_on_a_dead_one() {
     let out = rig
         .ns()
         .command(env!("CARGO_BIN_EXE_wanctl"))
+        .env("WANCTL_SSH", "false")
         .args(["--config", good.to_str().expect("utf8"), "--once", "--dry-run"])
         .output()
         .expect("run --once");
@@ -222,6 +224,7 @@ fn once_exits_ok_on_a_healthy_path_and_critical_on_a_dead_one() {
     let json = rig
         .ns()
         .command(env!("CARGO_BIN_EXE_wanctl"))
+        .env("WANCTL_SSH", "false")
         .args(["--config", good.to_str().expect("utf8"), "--once", "--json", "--dry-run"])
         .output()
         .expect("run --once --json");
@@ -235,6 +238,7 @@ fn once_exits_ok_on_a_healthy_path_and_critical_on_a_dead_one() {
     let out = rig
         .ns()
         .command(env!("CARGO_BIN_EXE_wanctl"))
+        .env("WANCTL_SSH", "false")
         .args(["--config", dead.to_str().expect("utf8"), "--once"])
         .output()
         .expect("run --once");
@@ -262,6 +266,7 @@ fn systemd_notifications_and_json_logs() {
     let child = rig
         .ns()
         .command(env!("CARGO_BIN_EXE_wanctl"))
+        .env("WANCTL_SSH", "false")
         .args(["--config", cfg.to_str().expect("utf8")])
         .env("NOTIFY_SOCKET", &sock_path)
         .env("WANCTL_LOG_FORMAT", "JSON")

@@ -9,3 +9,4 @@ mod purity;
 mod sim;
 mod support;
 mod sys;
+mod tls;

@@ -19,12 +19,14 @@ use log::{debug, error, info, warn};
 use crate::config::{self, AutorateConfig};
 use crate::engine::controller::Zone;
 use crate::engine::daemon::{Daemon, Input, Notify, Output, WanSetup};
+use crate::engine::router::{LinkOutput, LinkSettings, RouterLink, transport_name};
 use crate::engine::state::StateFile;
 use crate::engine::stats::LogLimiter;
 use crate::engine::wan::{Outcome, fallback_verdict};
 use crate::engine::writer::WriteOutcome;
 use crate::rng::Rng;
 use crate::shell::files::{self, LoadedState, LockFile};
+use crate::shell::router_io::{RouterIo, TOKENS_PER_ROUTER};
 use crate::sys::clock;
 use crate::sys::notify::Notifier;
 use crate::sys::poll::{Events, Interest, PollSet, Token};
@@ -33,12 +35,14 @@ use crate::sys::socket::{BindOptions, ConnectState, IcmpSocket, take_socket_erro
 use crate::sys::timerfd::Timer;
 use crate::time::Instant;
 use crate::wire::icmp::{self, Family, Framing};
+use crate::wire::routeros::{Command as RouterCommand, Direction, QueueLimit};
 
 /// The control cadence.
 pub const TICK: Duration = Duration::from_millis(50);
 const TOKEN_TIMER: Token = 0;
 const TOKEN_SIGNAL: Token = 1;
 const TOKEN_ICMP_BASE: Token = 16;
+const TOKEN_ROUTER_BASE: Token = 1024;
 const TOKEN_TCP_BASE: Token = 4096;
 /// How long the original allowed one TCP fallback handshake.
 const TCP_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
@@ -334,6 +338,47 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         ios.push(io);
     }
     let dry_run = opts.dry_run || measured_only;
+    let mut links = Vec::new();
+    let mut routers = Vec::new();
+    for (w, cfg) in opts.configs.iter().enumerate() {
+        let r = &cfg.router;
+        let ip = resolve(&r.host)
+            .map_err(|e| startup(1, format!("{}: resolve router host {}: {e}", cfg.wan_name, r.host)))?;
+        let addr = SocketAddr::new(ip, r.port);
+        #[allow(unused_mut)]
+        let mut io = RouterIo::new(&cfg.wan_name, addr, &r.host, TOKEN_ROUTER_BASE + w * TOKENS_PER_ROUTER);
+        if r.scheme == config::Scheme::Https {
+            #[cfg(feature = "tls")]
+            {
+                let tls = crate::shell::tls::client_config(
+                    r.verify_ssl,
+                    r.ca_file.as_deref().map(std::path::Path::new),
+                    r.cert_sha256,
+                )
+                .map_err(|e| startup(1, format!("{}: router TLS: {e}", cfg.wan_name)))?;
+                if !r.verify_ssl && r.cert_sha256.is_none() {
+                    warn!(target: "wanctl::startup", "{}: {}", cfg.wan_name, crate::shell::tls::INSECURE_WARNING);
+                }
+                io.set_tls(tls);
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(startup(
+                2,
+                format!("{}: router.scheme is https but this build has no TLS (feature `tls`)", cfg.wan_name),
+            ));
+        }
+        info!(
+            target: "wanctl::startup",
+            "{}: router {} via {} ({}), fallback {}",
+            cfg.wan_name,
+            addr,
+            transport_name(r.transport),
+            if r.scheme == config::Scheme::Https { "https" } else { "http" },
+            transport_name(match r.transport { config::Transport::Rest => config::Transport::Ssh, config::Transport::Ssh => config::Transport::Rest })
+        );
+        links.push(RouterLink::new(LinkSettings::from_config(r, cfg.router_timeout)));
+        routers.push(io);
+    }
     let now = clock::now();
     let mut daemon = Daemon::new(setups, states, dry_run, opts.seed, now);
     let timer = Timer::periodic(TICK).map_err(|e| startup(1, format!("create tick timer: {e}")))?;
@@ -383,7 +428,14 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                 deadline = Some(deadline.map_or(f.deadline, |d| d.min(f.deadline)));
             }
         }
-        let timeout = deadline.map(|d| d.saturating_since(now));
+        for l in &links {
+            if let Some(t) = l.poll_timeout() {
+                deadline = Some(deadline.map_or(t, |d| d.min(t)));
+            }
+        }
+        // Inputs produced by the last pass are handled without waiting.
+        let timeout =
+            if inputs.is_empty() { deadline.map(|d| d.saturating_since(now)) } else { Some(Duration::ZERO) };
         if let Err(e) = poll.poll(&mut events, timeout) {
             error!(target: "wanctl::loop", "poll: {e}");
             return Err(startup(1, format!("poll: {e}")));
@@ -413,6 +465,11 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                                 }
                             }
                         }
+                        Ok(Some(Signal::Chld)) => {
+                            for (l, r) in links.iter_mut().zip(routers.iter_mut()) {
+                                r.ssh_reap(l, &mut poll, now);
+                            }
+                        }
                         Ok(Some(_)) => {}
                         Ok(None) => break,
                         Err(e) => {
@@ -421,7 +478,13 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                         }
                     }
                 },
-                t if (TOKEN_ICMP_BASE..TOKEN_TCP_BASE).contains(&t) => {
+                t if (TOKEN_ROUTER_BASE..TOKEN_TCP_BASE).contains(&t) => {
+                    let w = (t - TOKEN_ROUTER_BASE) / TOKENS_PER_ROUTER;
+                    if let (Some(l), Some(r)) = (links.get_mut(w), routers.get_mut(w)) {
+                        r.on_event(l, &mut poll, now, ev);
+                    }
+                }
+                t if (TOKEN_ICMP_BASE..TOKEN_ROUTER_BASE).contains(&t) => {
                     let (w, k) = ((t - TOKEN_ICMP_BASE) / 2, (t - TOKEN_ICMP_BASE) % 2);
                     let Some(io) = ios.get_mut(w) else { continue };
                     drain_icmp(io, w, k, now, &mut recv_buf, &mut inputs);
@@ -457,6 +520,11 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                 inputs.push_back(Input::FallbackResult { wan: w, result });
             }
         }
+        for (l, r) in links.iter_mut().zip(routers.iter_mut()) {
+            l.handle_timeout(now);
+            r.execute(l, &mut poll, now);
+        }
+        collect_completions(&mut routers, &mut inputs);
         while let Some(input) = inputs.pop_front() {
             daemon.handle_input(now, input);
             execute(
@@ -467,8 +535,16 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                 &mut inputs,
                 &mut exit_code,
                 now,
-                ExecCtx { send_buf: &mut send_buf, rng: &mut rng, save_log: &mut save_log, measured_only },
+                ExecCtx {
+                    send_buf: &mut send_buf,
+                    rng: &mut rng,
+                    save_log: &mut save_log,
+                    measured_only,
+                    links: &mut links,
+                    routers: &mut routers,
+                },
             );
+            collect_completions(&mut routers, &mut inputs);
         }
         daemon.handle_timeout(now);
         execute(
@@ -479,8 +555,16 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
             &mut inputs,
             &mut exit_code,
             now,
-            ExecCtx { send_buf: &mut send_buf, rng: &mut rng, save_log: &mut save_log, measured_only },
+            ExecCtx {
+                send_buf: &mut send_buf,
+                rng: &mut rng,
+                save_log: &mut save_log,
+                measured_only,
+                links: &mut links,
+                routers: &mut routers,
+            },
         );
+        collect_completions(&mut routers, &mut inputs);
         if !inputs.is_empty() {
             continue;
         }
@@ -490,7 +574,8 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                     .last_report(i)
                     .is_some_and(|r| matches!(r.outcome, Outcome::Adjusted | Outcome::Failed))
             });
-            let writes_idle = daemon.wan(0).is_some_and(|(_, c, _)| c.writer().in_flight().is_none());
+            let writes_idle = (0..daemon.wan_count())
+                .all(|i| daemon.wan(i).is_some_and(|(_, c, _)| c.writer().in_flight().is_none()));
             if (all_measured && writes_idle) || now.saturating_since(started) >= once_deadline {
                 once_done = true;
                 inputs.push_back(Input::Shutdown);
@@ -515,6 +600,38 @@ struct ExecCtx<'a> {
     rng: &'a mut Rng,
     save_log: &'a mut LogLimiter,
     measured_only: bool,
+    links: &'a mut [RouterLink],
+    routers: &'a mut [RouterIo],
+}
+
+/// Turns finished router commands into daemon inputs and logs transport changes.
+fn collect_completions(routers: &mut [RouterIo], inputs: &mut VecDeque<Input>) {
+    for (wan, r) in routers.iter_mut().enumerate() {
+        for c in r.take_completions() {
+            match c {
+                LinkOutput::Done(result) => {
+                    let (outcome, kind) = match *result {
+                        Ok(_) => (WriteOutcome::Applied, None),
+                        Err(e) => {
+                            debug!(target: "wanctl::router", "{}: rate write failed: {e}", r.name);
+                            (e.outcome, Some(e.kind))
+                        }
+                    };
+                    inputs.push_back(Input::WriteDone { wan, outcome, kind });
+                }
+                LinkOutput::TransportChanged { from, to, reason } => {
+                    warn!(
+                        target: "wanctl::router",
+                        "{}: router transport {} -> {}: {reason}",
+                        r.name,
+                        transport_name(from),
+                        transport_name(to)
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -546,17 +663,35 @@ fn execute(
                 }
             }
             Output::RouterWrite { wan, rates } => {
-                // The RouterOS transports are the next piece of work; until then a decision
-                // is logged and treated as applied, which keeps the seam exactly where the
-                // REST/SSH client will plug in.
-                let name = ios.get(wan).map_or("?", |io| io.name.as_str());
-                info!(
+                let (Some(link), Some(rio), Some((setup, _, _))) =
+                    (ctx.links.get_mut(wan), ctx.routers.get_mut(wan), daemon.wan(wan))
+                else {
+                    continue;
+                };
+                let cfg = &setup.config;
+                debug!(
                     target: "wanctl::router",
-                    "{name}: set DL={:.1}M UL={:.1}M (no router transport yet: logged only)",
+                    "{}: set DL={:.1}M UL={:.1}M",
+                    cfg.wan_name,
                     rates.download.as_mbps(),
                     rates.upload.as_mbps()
                 );
-                inputs.push_back(Input::WriteDone { wan, outcome: WriteOutcome::Applied, kind: None });
+                let command = RouterCommand::SetQueueLimits {
+                    download: QueueLimit::with_cake_type(
+                        &cfg.queues.download,
+                        Direction::Download,
+                        &cfg.wan_name,
+                        rates.download,
+                    ),
+                    upload: QueueLimit::with_cake_type(
+                        &cfg.queues.upload,
+                        Direction::Upload,
+                        &cfg.wan_name,
+                        rates.upload,
+                    ),
+                };
+                link.submit(now, command);
+                rio.execute(link, poll, now);
             }
             Output::StartFallback { wan } => {
                 if let Some(io) = ios.get_mut(wan) {

@@ -4,3 +4,6 @@
 pub mod event_loop;
 pub mod files;
 pub mod logger;
+pub mod router_io;
+#[cfg(feature = "tls")]
+pub mod tls;
