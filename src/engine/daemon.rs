@@ -162,6 +162,8 @@ struct Slot {
     last: Option<TickReport>,
     icmp_log: LogLimiter,
     router_log: LogLimiter,
+    cycles: u64,
+    ping_failures: u64,
 }
 
 impl Slot {
@@ -183,6 +185,8 @@ impl Slot {
             last: None,
             icmp_log: LogLimiter::new(Duration::from_secs(300)),
             router_log: LogLimiter::new(Duration::from_secs(300)),
+            cycles: 0,
+            ping_failures: 0,
         }
     }
 }
@@ -444,8 +448,13 @@ impl Daemon {
         let mut router_only_trouble = true;
         for (i, s) in self.wans.iter_mut().enumerate() {
             let sample = s.prober.take_sample(now, s.fallback);
+            let lost = matches!(sample, crate::engine::wan::Sample::Lost(_));
             let report = s.ctl.on_tick(now, sample);
             s.last = Some(report);
+            s.cycles += 1;
+            if lost {
+                s.ping_failures += 1;
+            }
             if report.outcome == Outcome::Failed {
                 failed = true;
             }
@@ -604,6 +613,73 @@ impl Daemon {
                 self.stats.probes_sent,
                 self.stats.replies
             );
+        }
+    }
+
+    /// The read-only view for health and metrics. `started` is when the process started;
+    /// transport and router latency are the shell's to fill in.
+    pub fn snapshot(&self, now: Instant, started: Instant) -> crate::engine::health::Snapshot {
+        use crate::engine::health::{ReflectorSnapshot, Snapshot, WanSnapshot};
+        let wans = self
+            .wans
+            .iter()
+            .map(|s| {
+                let c = &s.ctl;
+                let conn = c.connectivity();
+                let ws = c.writer().stats();
+                let last = s.last;
+                WanSnapshot {
+                    name: s.setup.config.wan_name.clone(),
+                    baseline_rtt_ms: c.filter().baseline_ms(),
+                    load_rtt_ms: c.filter().load_ms(),
+                    last_rtt_ms: last.and_then(|r| r.measured_ms),
+                    download: (c.download().rate().as_mbps(), c.download().streak_state().as_str()),
+                    upload: (c.upload().rate().as_mbps(), c.upload().streak_state().as_str()),
+                    zone_codes: (
+                        last.map_or(1, |r| r.download.zone.metrics_code()),
+                        last.map_or(1, |r| r.upload.zone.metrics_code()),
+                    ),
+                    is_reachable: conn.is_reachable(),
+                    router_failures: conn.consecutive_failures(),
+                    last_failure_type: conn.last_failure().map(|(k, _)| k.as_str()),
+                    last_failure_time: conn.last_failure().map(|(_, t)| t.as_secs_f64()),
+                    outage_duration_seconds: conn.outage_duration(now).map(|d| d.as_secs_f64()),
+                    transport: None,
+                    router_updates: ws.applied,
+                    router_write_failures: ws.failed,
+                    rate_limit_events: ws.deferred,
+                    ping_failures: s.ping_failures,
+                    cycles: s.cycles,
+                    reflectors: s
+                        .prober
+                        .stats()
+                        .map(|(addr, st)| ReflectorSnapshot {
+                            host: addr.to_string(),
+                            srtt_ms: st.srtt_ms,
+                            last_rtt_ms: st.last_rtt_ms,
+                            loss: if st.recent_loss > 0.0 || st.sent < 200 {
+                                if st.sent > 0 { st.lost as f64 / st.sent as f64 } else { 0.0 }
+                            } else {
+                                st.recent_loss
+                            },
+                            sent: st.sent,
+                            received: st.received,
+                        })
+                        .collect(),
+                    router_latency: Default::default(),
+                }
+            })
+            .collect();
+        let l = &self.stats.lateness;
+        Snapshot {
+            uptime_seconds: now.saturating_since(started).as_secs_f64(),
+            version: crate::VERSION,
+            consecutive_failures: self.consecutive_failures,
+            wans,
+            pid: 0,
+            tick_late_us: (l.quantile_us(0.5), l.quantile_us(0.99), l.max_us()),
+            ticks: (self.stats.ticks, self.stats.missed_ticks),
+            lateness: l.clone(),
         }
     }
 

@@ -11,6 +11,8 @@ pub mod baseline;
 pub mod connectivity;
 pub mod controller;
 pub mod daemon;
+pub mod health;
+pub mod metrics;
 pub mod prober;
 pub mod router;
 pub mod state;

@@ -165,6 +165,8 @@ struct Job {
     phase: Phase,
     rest: Option<RestCall>,
     deadline: Instant,
+    /// Why the first transport failed, when the job moved to the other one.
+    failover_reason: Option<String>,
 }
 
 /// Static settings of a link.
@@ -339,6 +341,7 @@ impl RouterLink {
             phase: Phase::Main,
             rest: None,
             deadline,
+            failover_reason: None,
         });
         self.run(now);
     }
@@ -376,13 +379,19 @@ impl RouterLink {
                     && now < at
                     && self.ssh == Ssh::Down
                 {
+                    // ssh is resting after a failure: not a new failure, so no transport
+                    // change is announced; the other transport gets the command if untried.
                     let left = at.saturating_since(now);
-                    self.fail(
-                        now,
-                        FailureKind::Unknown,
-                        WriteOutcome::NotSent,
-                        format!("ssh restart back-off ({:.1}s left)", left.as_secs_f64()),
-                    );
+                    let message = format!("ssh restart back-off ({:.1}s left)", left.as_secs_f64());
+                    match self.job.as_mut() {
+                        Some(job) if !job.tried_other && !job.internal => {
+                            job.tried_other = true;
+                            job.transport = Transport::Rest;
+                            job.rest = None;
+                            self.run(now);
+                        }
+                        _ => self.fail(now, FailureKind::Unknown, WriteOutcome::NotSent, message),
+                    }
                     return;
                 }
                 let line = match command.cli_line() {
@@ -681,20 +690,13 @@ impl RouterLink {
             return;
         }
         if !job.tried_other {
+            // Retry on the other transport. The active transport changes only if that
+            // succeeds (see `finish`), so an outage of both does not flip-flop.
             job.tried_other = true;
             job.transport = other(failed);
             job.rest = None;
             job.phase = Phase::Main;
-            let to = job.transport;
-            if self.active == failed {
-                self.active = to;
-                self.next_reprobe = Some(now + REPROBE_INTERVAL);
-                self.outputs.push_back(LinkOutput::TransportChanged {
-                    from: failed,
-                    to,
-                    reason: format!("{} failed ({kind}): {message}", transport_name(failed)),
-                });
-            }
+            job.failover_reason = Some(format!("{} failed ({kind}): {message}", transport_name(failed)));
             self.run(now);
             return;
         }
@@ -705,6 +707,15 @@ impl RouterLink {
         let Some(job) = self.job.take() else { return };
         if result.is_ok() && job.transport == Transport::Ssh {
             self.ssh_backoff = SSH_BACKOFF_MIN;
+        }
+        if result.is_ok() && job.transport != self.active && !job.internal {
+            let from = self.active;
+            self.active = job.transport;
+            if self.active != self.s.primary {
+                self.next_reprobe = Some(now + REPROBE_INTERVAL);
+            }
+            let reason = job.failover_reason.clone().unwrap_or_else(|| "previous transport failed".into());
+            self.outputs.push_back(LinkOutput::TransportChanged { from, to: job.transport, reason });
         }
         if !job.internal {
             self.outputs.push_back(LinkOutput::Done(Box::new(result)));
@@ -972,11 +983,7 @@ mod tests {
         drain(&mut l);
         l.on_rest_failed(ms(1), FailureKind::ConnectionRefused, "connect: refused".into());
         let out = drain(&mut l);
-        assert!(matches!(
-            &out[0],
-            LinkOutput::TransportChanged { from: Transport::Rest, to: Transport::Ssh, .. }
-        ));
-        assert!(matches!(&out[1], LinkOutput::SshSpawn { .. }));
+        assert!(matches!(&out[0], LinkOutput::SshSpawn { .. }), "{out:?}");
         let line = sent_text(&out);
         assert!(
             line.starts_with(
@@ -996,10 +1003,24 @@ mod tests {
         l.on_ssh_stdout(ms(7), ul);
         let out = drain(&mut l);
         assert!(matches!(out.last(), Some(LinkOutput::Done(r)) if r.is_ok()), "{out:?}");
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                LinkOutput::TransportChanged { from: Transport::Rest, to: Transport::Ssh, .. }
+            )),
+            "{out:?}"
+        );
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                LinkOutput::TransportChanged { from: Transport::Rest, to: Transport::Ssh, .. }
+            )),
+            "{out:?}"
+        );
         assert_eq!(l.active(), Transport::Ssh);
         // 30 s later the primary is probed and taken back when it answers.
-        assert_eq!(l.poll_timeout(), Some(ms(1) + REPROBE_INTERVAL));
-        l.handle_timeout(ms(1) + REPROBE_INTERVAL);
+        assert_eq!(l.poll_timeout(), Some(ms(7) + REPROBE_INTERVAL));
+        l.handle_timeout(ms(7) + REPROBE_INTERVAL);
         assert_eq!(drain(&mut l), vec![LinkOutput::RestConnect { tls: false }]);
         l.on_rest_connected(ms(30_002));
         assert!(sent_text(&drain(&mut l)).starts_with("GET /rest/system/identity"));

@@ -19,13 +19,16 @@ use log::{debug, error, info, warn};
 use crate::config::{self, AutorateConfig};
 use crate::engine::controller::Zone;
 use crate::engine::daemon::{Daemon, Input, Notify, Output, WanSetup};
+use crate::engine::health::{self, HttpRequest};
 use crate::engine::router::{LinkOutput, LinkSettings, RouterLink, transport_name};
 use crate::engine::state::StateFile;
+use crate::engine::stats::Histogram;
 use crate::engine::stats::LogLimiter;
 use crate::engine::wan::{Outcome, fallback_verdict};
 use crate::engine::writer::WriteOutcome;
 use crate::rng::Rng;
 use crate::shell::files::{self, LoadedState, LockFile};
+use crate::shell::http_server::HttpServer;
 use crate::shell::router_io::{RouterIo, TOKENS_PER_ROUTER};
 use crate::sys::clock;
 use crate::sys::notify::Notifier;
@@ -43,6 +46,8 @@ const TOKEN_TIMER: Token = 0;
 const TOKEN_SIGNAL: Token = 1;
 const TOKEN_ICMP_BASE: Token = 16;
 const TOKEN_ROUTER_BASE: Token = 1024;
+const TOKEN_HEALTH_BASE: Token = 2048;
+const TOKEN_METRICS_BASE: Token = 2304;
 const TOKEN_TCP_BASE: Token = 4096;
 /// How long the original allowed one TCP fallback handshake.
 const TCP_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
@@ -415,6 +420,39 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
     let mut send_buf = [0u8; 64];
     let mut save_log = LogLimiter::new(Duration::from_secs(300));
     let started = now;
+    let mut latency: Vec<Histogram> = vec![Histogram::default(); links.len()];
+    let mut submitted: Vec<Option<Instant>> = vec![None; links.len()];
+    let mut health_server = None;
+    let mut metrics_server = None;
+    if opts.mode == Mode::Daemon
+        && let Some(cfg) = opts.configs.first()
+    {
+        if cfg.health.enabled {
+            match HttpServer::bind("health", &cfg.health.host, cfg.health.port, TOKEN_HEALTH_BASE, &mut poll)
+            {
+                Ok(s) => {
+                    info!(target: "wanctl::startup", "health on http://{}", s.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()));
+                    health_server = Some(s);
+                }
+                Err(e) => warn!(target: "wanctl::startup", "health endpoint disabled: {e}"),
+            }
+        }
+        if cfg.metrics.enabled {
+            match HttpServer::bind(
+                "metrics",
+                &cfg.metrics.host,
+                cfg.metrics.port,
+                TOKEN_METRICS_BASE,
+                &mut poll,
+            ) {
+                Ok(s) => {
+                    info!(target: "wanctl::startup", "metrics on http://{}/metrics", s.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()));
+                    metrics_server = Some(s);
+                }
+                Err(e) => warn!(target: "wanctl::startup", "metrics endpoint disabled: {e}"),
+            }
+        }
+    }
     let once_deadline = opts.configs.iter().map(|c| c.ping_timeout).max().unwrap_or(Duration::from_secs(1))
         + Duration::from_millis(500);
     let mut once_done = false;
@@ -430,6 +468,11 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         }
         for l in &links {
             if let Some(t) = l.poll_timeout() {
+                deadline = Some(deadline.map_or(t, |d| d.min(t)));
+            }
+        }
+        for srv in health_server.iter().chain(metrics_server.iter()) {
+            if let Some(t) = srv.next_deadline() {
                 deadline = Some(deadline.map_or(t, |d| d.min(t)));
             }
         }
@@ -478,7 +521,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                         }
                     }
                 },
-                t if (TOKEN_ROUTER_BASE..TOKEN_TCP_BASE).contains(&t) => {
+                t if (TOKEN_ROUTER_BASE..TOKEN_HEALTH_BASE).contains(&t) => {
                     let w = (t - TOKEN_ROUTER_BASE) / TOKENS_PER_ROUTER;
                     if let (Some(l), Some(r)) = (links.get_mut(w), routers.get_mut(w)) {
                         r.on_event(l, &mut poll, now, ev);
@@ -488,6 +531,40 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                     let (w, k) = ((t - TOKEN_ICMP_BASE) / 2, (t - TOKEN_ICMP_BASE) % 2);
                     let Some(io) = ios.get_mut(w) else { continue };
                     drain_icmp(io, w, k, now, &mut recv_buf, &mut inputs);
+                }
+                t if health_server.as_ref().is_some_and(|s| s.owns(t)) => {
+                    let snapshot = || {
+                        let mut snap = daemon.snapshot(now, started);
+                        snap.pid = std::process::id();
+                        for (i, w) in snap.wans.iter_mut().enumerate() {
+                            w.transport = links.get(i).map(|l| transport_name(l.active()));
+                            if let Some(h) = latency.get(i) {
+                                w.router_latency = h.clone();
+                            }
+                        }
+                        snap
+                    };
+                    let mut handler = |req: &HttpRequest| health_response(req, &snapshot);
+                    if let Some(srv) = health_server.as_mut() {
+                        srv.on_event(ev, now, &mut poll, &mut handler);
+                    }
+                }
+                t if metrics_server.as_ref().is_some_and(|s| s.owns(t)) => {
+                    let snapshot = || {
+                        let mut snap = daemon.snapshot(now, started);
+                        snap.pid = std::process::id();
+                        for (i, w) in snap.wans.iter_mut().enumerate() {
+                            w.transport = links.get(i).map(|l| transport_name(l.active()));
+                            if let Some(h) = latency.get(i) {
+                                w.router_latency = h.clone();
+                            }
+                        }
+                        snap
+                    };
+                    let mut handler = |req: &HttpRequest| metrics_response(req, &snapshot);
+                    if let Some(srv) = metrics_server.as_mut() {
+                        srv.on_event(ev, now, &mut poll, &mut handler);
+                    }
                 }
                 t if t >= TOKEN_TCP_BASE => {
                     let (w, k) = ((t - TOKEN_TCP_BASE) / 64, (t - TOKEN_TCP_BASE) % 64);
@@ -505,6 +582,9 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                 }
                 _ => {}
             }
+        }
+        for srv in health_server.iter_mut().chain(metrics_server.iter_mut()) {
+            srv.expire(now, &mut poll);
         }
         // Fallback runs that are complete or past their deadline.
         for (w, io) in ios.iter_mut().enumerate() {
@@ -524,7 +604,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
             l.handle_timeout(now);
             r.execute(l, &mut poll, now);
         }
-        collect_completions(&mut routers, &mut inputs);
+        collect_completions(&mut routers, &mut inputs, now, &mut submitted, &mut latency);
         while let Some(input) = inputs.pop_front() {
             daemon.handle_input(now, input);
             execute(
@@ -542,9 +622,10 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                     measured_only,
                     links: &mut links,
                     routers: &mut routers,
+                    submitted: &mut submitted,
                 },
             );
-            collect_completions(&mut routers, &mut inputs);
+            collect_completions(&mut routers, &mut inputs, now, &mut submitted, &mut latency);
         }
         daemon.handle_timeout(now);
         execute(
@@ -562,9 +643,10 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                 measured_only,
                 links: &mut links,
                 routers: &mut routers,
+                submitted: &mut submitted,
             },
         );
-        collect_completions(&mut routers, &mut inputs);
+        collect_completions(&mut routers, &mut inputs, now, &mut submitted, &mut latency);
         if !inputs.is_empty() {
             continue;
         }
@@ -602,14 +684,26 @@ struct ExecCtx<'a> {
     measured_only: bool,
     links: &'a mut [RouterLink],
     routers: &'a mut [RouterIo],
+    submitted: &'a mut [Option<Instant>],
 }
 
 /// Turns finished router commands into daemon inputs and logs transport changes.
-fn collect_completions(routers: &mut [RouterIo], inputs: &mut VecDeque<Input>) {
+fn collect_completions(
+    routers: &mut [RouterIo],
+    inputs: &mut VecDeque<Input>,
+    now: Instant,
+    submitted: &mut [Option<Instant>],
+    latency: &mut [Histogram],
+) {
     for (wan, r) in routers.iter_mut().enumerate() {
         for c in r.take_completions() {
             match c {
                 LinkOutput::Done(result) => {
+                    if let (Some(at), Some(h)) =
+                        (submitted.get_mut(wan).and_then(Option::take), latency.get_mut(wan))
+                    {
+                        h.record(now.saturating_since(at));
+                    }
                     let (outcome, kind) = match *result {
                         Ok(_) => (WriteOutcome::Applied, None),
                         Err(e) => {
@@ -691,6 +785,9 @@ fn execute(
                     ),
                 };
                 link.submit(now, command);
+                if let Some(slot) = ctx.submitted.get_mut(wan) {
+                    *slot = Some(now);
+                }
                 rio.execute(link, poll, now);
             }
             Output::StartFallback { wan } => {
@@ -848,4 +945,37 @@ fn reload(files: &[String], ios: &[WanIo]) -> Result<Vec<WanSetup>, String> {
     }
     info!(target: "wanctl::reload", "configuration re-read and valid: {}", files.join(", "));
     Ok(setups)
+}
+
+/// Answers the health port: `/` and `/health` (the original's JSON, 200 healthy / 503
+/// degraded); anything else is a JSON error.
+fn health_response(req: &HttpRequest, snapshot: &dyn Fn() -> health::Snapshot) -> Vec<u8> {
+    if req.method != "GET" && req.method != "HEAD" {
+        return health::json_error(405, "Method not allowed");
+    }
+    match (req.path.as_str(), &req.query) {
+        ("/" | "/health", None) => {
+            let snap = snapshot();
+            let status = if snap.is_healthy() { 200 } else { 503 };
+            health::response(status, "application/json", health::render_health(&snap).as_bytes())
+        }
+        _ => health::json_error(404, "Not found"),
+    }
+}
+
+/// Answers the metrics port as the original: `/metrics` (Prometheus text), `/health`
+/// (`OK`), else 404.
+fn metrics_response(req: &HttpRequest, snapshot: &dyn Fn() -> health::Snapshot) -> Vec<u8> {
+    if req.method != "GET" && req.method != "HEAD" {
+        return health::response(405, "text/plain", b"Method Not Allowed\n");
+    }
+    match req.path.as_str() {
+        "/metrics" => health::response(
+            200,
+            crate::engine::metrics::CONTENT_TYPE,
+            crate::engine::metrics::render(&snapshot()).as_bytes(),
+        ),
+        "/health" => health::response(200, "text/plain", b"OK\n"),
+        _ => health::response(404, "text/plain", b"Not Found\n"),
+    }
 }

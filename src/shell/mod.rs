@@ -3,6 +3,7 @@
 
 pub mod event_loop;
 pub mod files;
+pub mod http_server;
 pub mod logger;
 pub mod router_io;
 #[cfg(feature = "tls")]
