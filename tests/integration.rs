@@ -5,6 +5,7 @@ mod cli;
 mod config_files;
 mod contract;
 mod daemon;
+mod health;
 mod purity;
 mod sim;
 mod support;

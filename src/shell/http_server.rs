@@ -2,9 +2,9 @@
 //! loop: non-blocking accept, per-connection size and time limits, one request per
 //! connection. Shell code: what to answer is decided by the caller's handler.
 //!
-//! A slow or silent client costs one slot until its deadline; when every slot is taken the
-//! oldest connection is dropped for the newcomer, so a flood of clients can neither block
-//! the loop nor starve the health check for long.
+//! A slow or silent client costs one slot until its deadline; when every slot is taken,
+//! newcomers wait in the kernel's accept backlog until a slot frees, so a flood of clients
+//! can neither block the loop nor make it drop answered-in-time requests.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -100,6 +100,7 @@ impl HttpServer {
     fn close(&mut self, i: usize, poll: &mut PollSet) {
         if self.conns[i].take().is_some() {
             poll.deregister(self.base + 1 + i);
+            let _ = poll.set_interest(self.base, Interest::READABLE);
         }
     }
 
@@ -139,6 +140,12 @@ impl HttpServer {
 
     fn accept(&mut self, now: Instant, poll: &mut PollSet) {
         for _ in 0..256 {
+            if self.conns.iter().all(Option::is_some) {
+                // Full: leave newcomers in the kernel's backlog until a slot frees (a
+                // slot frees on answer or at the connection deadline).
+                let _ = poll.set_interest(self.base, Interest::NONE);
+                return;
+            }
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -151,22 +158,7 @@ impl HttpServer {
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            let slot = match self.conns.iter().position(Option::is_none) {
-                Some(i) => i,
-                None => {
-                    // Full: drop the oldest connection for the newcomer.
-                    let oldest = self
-                        .conns
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, c)| c.as_ref().map(|c| (c.opened, i)))
-                        .min()
-                        .map_or(0, |(_, i)| i);
-                    self.dropped += 1;
-                    self.close(oldest, poll);
-                    oldest
-                }
-            };
+            let Some(slot) = self.conns.iter().position(Option::is_none) else { return };
             if poll.register(stream.as_fd(), self.base + 1 + slot, Interest::READABLE).is_err() {
                 continue;
             }
