@@ -2,9 +2,12 @@
 //! bottleneck link, and a model router. Pure: no sockets, no clock, seeded randomness, so
 //! ten simulated minutes take milliseconds and every run replays from its seed.
 //!
-//! The world's loop has the shape of quinn's `Pair::drive`: jump to the earliest of the
-//! next tick, the next write completion and the controller's own deadline; integrate the
-//! link up to that instant in 1 ms steps; feed the input; apply the outputs.
+//! The world drives the real [`Daemon`] (prober, controller, write policy, failure
+//! accounting), exactly as the poll loop does, with virtual sockets. Its loop has the shape
+//! of quinn's `Pair::drive`: jump to the earliest of the next tick, the next scheduled
+//! event (echo reply, router write completion, fallback result) and the daemon's own
+//! deadline; integrate the link up to that instant in 1 ms steps; feed the input; execute
+//! the outputs against the model.
 //!
 //! Link model (per direction): traffic leaves the router's CAKE shaper at
 //! `min(demand, shaped rate)` (CAKE keeps its own queue short, so excess demand never
@@ -15,15 +18,19 @@
 
 pub mod scenarios;
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::config::{
     AutorateConfig, DirectionConfig, Endpoint, FallbackChecks, FallbackMode, Logging, Monitoring,
     ProbeBinding, Queues, RouterConfig, Scheme, Secret, Storage, Thresholds, Transport,
 };
+use core::net::IpAddr;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use crate::engine::connectivity::FailureKind;
-use crate::engine::wan::{Fallback, Sample, TickReport, WanController};
+use crate::engine::daemon::{Daemon, Input, Output, WanSetup};
+use crate::engine::wan::{Fallback, TickReport};
 use crate::engine::writer::{Rates, WriteOutcome};
 use crate::rng::Rng;
 use crate::time::Instant;
@@ -215,32 +222,37 @@ pub struct WriteRecord {
     pub applied: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Probe {
-    sent: Instant,
-    arrives: Option<Instant>,
+/// A scheduled event of the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// An echo reply arrives.
+    Reply { from: [u8; 4], seq: u16 },
+    /// The router finished a write.
+    WriteDone { ok: bool },
+    /// The fallback checks finished.
+    Fallback,
 }
 
-/// The world: controller, link and router on a virtual clock.
+/// The simulated reflectors (documentation range, never on the wire).
+pub const REFLECTORS: [[u8; 4]; 3] = [[198, 51, 100, 1], [198, 51, 100, 2], [198, 51, 100, 3]];
+
+/// The world: the real `Daemon` (prober, controller, write policy, failure accounting),
+/// a fluid link and a model router, on a virtual clock.
 #[derive(Debug)]
 pub struct SimWorld {
     /// The link description.
     pub profile: LinkProfile,
-    /// The controller under test.
-    pub wan: WanController,
+    /// The daemon under test.
+    pub daemon: Daemon,
     rng: Rng,
     now: Instant,
     next_tick: Instant,
     dl: Direction,
     ul: Direction,
     router_rates: Rates,
-    write_done: Option<(Instant, bool)>,
-    pending_rates: Option<Rates>,
-    last_reply: Instant,
-    probes: VecDeque<Probe>,
-    reflectors: usize,
-    median: bool,
-    ping_timeout: Duration,
+    writing: Option<Rates>,
+    events: BinaryHeap<Reverse<(Instant, u64, Event)>>,
+    event_seq: u64,
     delay_ms: (f64, f64),
     /// Per-tick trace.
     pub trace: Vec<TraceRow>,
@@ -254,28 +266,30 @@ pub struct SimWorld {
 
 /// Router write latency in the model (one REST round trip on a LAN).
 const ROUTER_LATENCY: Duration = Duration::from_millis(4);
+/// How long the model's fallback checks take.
+const FALLBACK_LATENCY: Duration = Duration::from_millis(100);
 
 impl SimWorld {
     /// A world at t = 0 with the router at the ceilings.
     pub fn new(cfg: &AutorateConfig, profile: LinkProfile, seed: u64) -> SimWorld {
         let m = &cfg.monitoring;
-        let reflectors = if m.use_median_of_three && m.ping_hosts.len() >= 3 { 3 } else { 1 };
+        let n = if m.use_median_of_three { 3 } else { 1 };
+        let mut cfg = cfg.clone();
+        cfg.monitoring.ping_hosts = REFLECTORS[..n].iter().map(|a| IpAddr::from(*a).to_string()).collect();
+        let reflectors = REFLECTORS[..n].iter().map(|a| IpAddr::from(*a)).collect();
+        let setup = WanSetup { config: cfg, reflectors };
         SimWorld {
             profile,
-            wan: WanController::new(cfg, Instant::ZERO),
+            daemon: Daemon::new(vec![setup], vec![None], false, seed, Instant::ZERO),
             rng: Rng::new(seed),
             now: Instant::ZERO,
             next_tick: Instant::ZERO,
             dl: Direction::default(),
             ul: Direction::default(),
             router_rates: Rates { download: m.download.ceiling, upload: m.upload.ceiling },
-            write_done: None,
-            pending_rates: None,
-            last_reply: Instant::ZERO,
-            probes: VecDeque::with_capacity(256),
-            reflectors,
-            median: reflectors == 3,
-            ping_timeout: cfg.ping_timeout,
+            writing: None,
+            events: BinaryHeap::new(),
+            event_seq: 0,
             delay_ms: (0.0, 0.0),
             trace: Vec::new(),
             writes: Vec::new(),
@@ -300,6 +314,11 @@ impl SimWorld {
         if self.loaded_capacity > 0.0 { self.loaded_delivered / self.loaded_capacity } else { 0.0 }
     }
 
+    fn schedule(&mut self, at: Instant, e: Event) {
+        self.event_seq += 1;
+        self.events.push(Reverse((at, self.event_seq, e)));
+    }
+
     fn advance_link(&mut self, until: Instant) {
         while self.now < until {
             let dt = STEP.min(until.saturating_since(self.now));
@@ -320,128 +339,105 @@ impl SimWorld {
         }
     }
 
-    fn send_probes(&mut self) {
-        let t = self.now.as_secs_f64();
-        let dead = in_windows(&self.profile.reflectors_dead, t);
-        for _ in 0..self.reflectors {
-            let lost = dead || self.rng.chance(self.profile.loss);
-            let jitter = (self.rng.normal() * self.profile.jitter_ms).abs();
-            let rtt = self.profile.base_rtt_ms + self.delay_ms.0 + self.delay_ms.1 + jitter;
-            let arrives = (!lost).then(|| self.now + Duration::from_micros((rtt * 1000.0) as u64));
-            self.probes.push_back(Probe { sent: self.now, arrives });
-        }
-    }
-
-    /// What the prober reports at this tick: replies that arrived since the last tick;
-    /// `Lost` once nothing has answered for a whole probe timeout.
-    fn collect_sample(&mut self) -> Sample {
-        let mut got = [(0.0f64, Instant::ZERO); 64];
-        let mut n = 0;
-        let now = self.now;
-        let timeout = self.ping_timeout;
-        self.probes.retain(|p| match p.arrives {
-            Some(at) if at <= now => {
-                if n < got.len() {
-                    got[n] = (at.saturating_since(p.sent).as_secs_f64() * 1000.0, p.sent);
-                    n += 1;
+    /// Executes the daemon's outputs against the model.
+    fn execute(&mut self) {
+        while let Some(out) = self.daemon.poll_output() {
+            match out {
+                Output::SendEcho { probe, .. } => {
+                    let t = self.now.as_secs_f64();
+                    let dead = in_windows(&self.profile.reflectors_dead, t);
+                    let lost = dead || self.rng.chance(self.profile.loss);
+                    let jitter = (self.rng.normal() * self.profile.jitter_ms).abs();
+                    let rtt = self.profile.base_rtt_ms + self.delay_ms.0 + self.delay_ms.1 + jitter;
+                    if let (false, IpAddr::V4(v4)) = (lost, probe.addr) {
+                        let at = self.now + Duration::from_micros((rtt * 1000.0) as u64);
+                        self.schedule(at, Event::Reply { from: v4.octets(), seq: probe.seq });
+                    }
                 }
-                false
+                Output::RouterWrite { rates, .. } => {
+                    let up = !in_windows(&self.profile.router_down, self.now.as_secs_f64());
+                    self.writing = up.then_some(rates);
+                    self.writes.push(WriteRecord { t: self.now.as_secs_f64(), rates, applied: up });
+                    self.schedule(self.now + ROUTER_LATENCY, Event::WriteDone { ok: up });
+                }
+                Output::StartFallback { .. } => self.schedule(self.now + FALLBACK_LATENCY, Event::Fallback),
+                Output::SaveState { .. } | Output::Notify(_) | Output::Exit(_) => {}
             }
-            _ => now.saturating_since(p.sent) < timeout,
-        });
-        if n > 0 {
-            self.last_reply = now;
-            let v = &mut got[..n];
-            // The prober reports the newest round's replies: median of those (as the
-            // original's median-of-three), else the newest reply.
-            let newest = v.iter().map(|x| x.1).max().unwrap_or(Instant::ZERO);
-            let mut round = [0.0f64; 64];
-            let mut m = 0;
-            for x in v.iter().filter(|x| x.1 == newest) {
-                round[m] = x.0;
-                m += 1;
-            }
-            let r = &mut round[..m];
-            r.sort_by(f64::total_cmp);
-            let rtt = if self.median && m >= 2 {
-                if m % 2 == 1 { r[m / 2] } else { (r[m / 2 - 1] + r[m / 2]) / 2.0 }
-            } else {
-                r[m - 1]
-            };
-            Sample::Timed { rtt_ms: rtt, sent_at: newest }
-        } else if now.saturating_since(self.last_reply) >= timeout {
-            Sample::Lost(self.profile.fallback_while_dead)
-        } else {
-            Sample::Waiting
         }
     }
 
-    fn start_write(&mut self) {
-        if let Some(rates) = self.wan.poll_write() {
-            let up = !in_windows(&self.profile.router_down, self.now.as_secs_f64());
-            self.write_done = Some((self.now + ROUTER_LATENCY, up));
-            if up {
-                self.pending_rates = Some(rates);
+    fn handle(&mut self, e: Event) {
+        let input = match e {
+            Event::Reply { from, seq } => {
+                Input::EchoReply { wan: 0, from: IpAddr::from(from), seq, at: self.now }
             }
-            self.writes.push(WriteRecord { t: self.now.as_secs_f64(), rates, applied: up });
-        }
+            Event::WriteDone { ok } => {
+                if let Some(r) = self.writing.take() {
+                    self.router_rates = r;
+                }
+                if ok {
+                    Input::WriteDone { wan: 0, outcome: WriteOutcome::Applied, kind: None }
+                } else {
+                    Input::WriteDone {
+                        wan: 0,
+                        outcome: WriteOutcome::NotSent,
+                        kind: Some(FailureKind::ConnectionRefused),
+                    }
+                }
+            }
+            Event::Fallback => Input::FallbackResult { wan: 0, result: self.profile.fallback_while_dead },
+        };
+        self.daemon.handle_input(self.now, input);
+        self.execute();
+    }
+
+    fn record(&mut self) {
+        let t = self.now.as_secs_f64();
+        let (Some(report), Some((_, ctl, _))) = (self.daemon.last_report(0), self.daemon.wan(0)) else {
+            return;
+        };
+        self.trace.push(TraceRow {
+            t,
+            dl_capacity: step_at(&self.profile.dl_capacity, t),
+            dl_rate: self.router_rates.download.as_mbps(),
+            ul_rate: self.router_rates.upload.as_mbps(),
+            added_delay_ms: self.delay_ms.0 + self.delay_ms.1,
+            measured_ms: report.measured_ms,
+            baseline_ms: ctl.filter().baseline_ms(),
+            report,
+            loaded: step_at(&self.profile.dl_demand, t) > 0.0,
+            tokens: ctl.writer().tokens(),
+        });
     }
 
     /// Runs the world until `end`.
     pub fn run_until(&mut self, end: Instant) {
         while self.now < end {
             let mut next = self.next_tick.min(end);
-            if let Some((t, _)) = self.write_done {
-                next = next.min(t);
+            if let Some(Reverse((t, _, _))) = self.events.peek() {
+                next = next.min(*t);
             }
-            if let Some(t) = self.wan.poll_timeout(self.now) {
+            if let Some(t) = self.daemon.poll_timeout()
+                && t > self.now
+            {
                 next = next.min(t);
             }
             self.advance_link(next);
-            if let Some((t, ok)) = self.write_done
-                && t <= self.now
-            {
-                self.write_done = None;
-                if ok {
-                    if let Some(r) = self.pending_rates.take() {
-                        self.router_rates = r;
-                    }
-                    self.wan.on_write_result(self.now, WriteOutcome::Applied, None);
-                } else {
-                    self.wan.on_write_result(
-                        self.now,
-                        WriteOutcome::NotSent,
-                        Some(FailureKind::ConnectionRefused),
-                    );
+            while let Some(Reverse((t, _, e))) = self.events.peek().copied() {
+                if t > self.now {
+                    break;
                 }
-                self.start_write();
+                self.events.pop();
+                self.handle(e);
             }
             if self.now >= self.next_tick {
                 self.next_tick += TICK;
-                let sample = self.collect_sample();
-                self.send_probes();
-                let report = self.wan.on_tick(self.now, sample);
-                while self.wan.poll_event().is_some() {}
-                let t = self.now.as_secs_f64();
-                self.trace.push(TraceRow {
-                    t,
-                    dl_capacity: step_at(&self.profile.dl_capacity, t),
-                    dl_rate: self.router_rates.download.as_mbps(),
-                    ul_rate: self.router_rates.upload.as_mbps(),
-                    added_delay_ms: self.delay_ms.0 + self.delay_ms.1,
-                    measured_ms: report.measured_ms,
-                    baseline_ms: self.wan.filter().baseline_ms(),
-                    report,
-                    loaded: step_at(&self.profile.dl_demand, t) > 0.0,
-                    tokens: self.wan.writer().tokens(),
-                });
-                if self.write_done.is_none() {
-                    self.start_write();
-                }
-            } else if self.write_done.is_none() {
-                self.wan.handle_timeout(self.now);
-                self.start_write();
+                self.daemon.handle_input(self.now, Input::Tick { missed: 0, late: Duration::ZERO });
+                self.execute();
+                self.record();
             }
+            self.daemon.handle_timeout(self.now);
+            self.execute();
         }
     }
 }
