@@ -18,6 +18,11 @@ fn env_lookup(name: &str) -> Option<String> {
 
 /// Entry point of the binary; `args` includes the program name.
 pub fn main(args: Vec<OsString>) -> ExitCode {
+    // Called by another name (an install symlink), behave as that tool.
+    let argv0 = args.first().map(std::path::Path::new).and_then(|p| p.file_name()).and_then(|n| n.to_str());
+    if argv0 == Some("wanctl-history") {
+        return ExitCode::from(crate::shell::history_cli::main(args.into_iter().skip(1).collect()));
+    }
     let rest = args.into_iter().skip(1).collect();
     let cmd = match cli::parse(rest) {
         Ok(c) => c,
@@ -39,6 +44,17 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::ValidateConfig(files) => validate_config(&files),
         Command::Sim(args) => sim(&args),
         Command::Run(args) => run(&args),
+        Command::Demo(o) => {
+            let d = crate::demo::DemoArgs::default();
+            let args = crate::demo::DemoArgs {
+                scenario: o.scenario.unwrap_or(d.scenario),
+                speed: o.speed.unwrap_or(d.speed),
+                svg: o.svg.unwrap_or(d.svg),
+                seed: o.seed.unwrap_or(d.seed),
+            };
+            ExitCode::from(crate::demo::run(&args))
+        }
+        Command::History(args) => ExitCode::from(crate::shell::history_cli::main(args)),
     }
 }
 

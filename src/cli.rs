@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::fmt;
 
 /// What the user asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Run the autorate daemon (or one cycle with `once`/`oneshot`).
     Run(RunArgs),
@@ -19,6 +19,10 @@ pub enum Command {
     CheckConfig(Vec<String>),
     /// `sim`: run the simulation scenarios and print the figures.
     Sim(SimArgs),
+    /// `demo`: the real engine on a simulated link, shown live, plotted to SVG.
+    Demo(DemoOptions),
+    /// `history ...` (also argv[0] `wanctl-history`): the history tool's own arguments.
+    History(Vec<OsString>),
     /// `--version`.
     Version,
     /// `--help`.
@@ -55,6 +59,19 @@ pub struct SimArgs {
     pub trace_every: Option<u32>,
 }
 
+/// `demo` options.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DemoOptions {
+    /// Scenario name.
+    pub scenario: Option<String>,
+    /// Simulated seconds per real second.
+    pub speed: Option<f64>,
+    /// Plot file.
+    pub svg: Option<String>,
+    /// Seed.
+    pub seed: Option<u64>,
+}
+
 /// A usage error (exit 2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageError(pub String);
@@ -83,7 +100,7 @@ const FLAGS: &[&str] = &[
     "--version",
     "--help",
 ];
-const SUBCOMMANDS: &[&str] = &["check-config", "sim"];
+const SUBCOMMANDS: &[&str] = &["check-config", "sim", "demo", "history"];
 
 /// The help text.
 pub const HELP: &str = "\
@@ -95,8 +112,13 @@ USAGE:
     wanctl --config FILE [FILE...] --oneshot                          one cycle, exit 0 (original)
     wanctl --config FILE [FILE...] --validate-config                  the original's report
     wanctl check-config FILE...        validate autorate and steering files (exit 0 / 2)
-    wanctl sim [--seed N]... [--scenario NAME]
+    wanctl demo [--scenario NAME] [--speed X] [--fast] [--svg FILE] [--seed N]
+                                       watch the real engine on a simulated line; writes an SVG
+    wanctl sim [--seed N]... [--scenario NAME] [--trace N]
                                        run the controller on simulated links, print figures
+    wanctl history [--last DUR | --from TS [--to TS]] [--metrics A,B] [--wan NAME]
+                   [--json | --summary | --csv] [-v] [--db PATH] [--plot FILE.svg]
+                                       query the SQLite history (also as `wanctl-history`)
     wanctl --version | --help
 ";
 
@@ -153,6 +175,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
                         Ok(Command::CheckConfig(files))
                     }
                     "sim" => parse_sim(&mut p),
+                    "demo" => parse_demo(&mut p),
+                    "history" => Ok(Command::History(p.raw_args()?.collect())),
                     other => Err(UsageError(format!(
                         "unknown command {other:?}{}; see wanctl --help",
                         suggest(other, SUBCOMMANDS)
@@ -195,6 +219,37 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
         return Err(UsageError("--once and --oneshot exclude each other".into()));
     }
     Ok(Command::Run(run))
+}
+
+fn parse_demo(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    use lexopt::prelude::*;
+    let mut o = DemoOptions::default();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("scenario") => o.scenario = Some(p.value()?.to_string_lossy().into_owned()),
+            Long("svg") => o.svg = Some(p.value()?.to_string_lossy().into_owned()),
+            Long("seed") => o.seed = Some(parse_seed(p)?),
+            Long("fast") => o.speed = Some(0.0),
+            Long("speed") => {
+                let v = p.value()?.to_string_lossy().into_owned();
+                let x: f64 =
+                    v.parse().map_err(|_| UsageError(format!("--speed: expected a number, got {v:?}")))?;
+                if !(x.is_finite() && x >= 0.0) {
+                    return Err(UsageError(format!("--speed: expected a number >= 0, got {v:?}")));
+                }
+                o.speed = Some(x);
+            }
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Long(flag) => {
+                return Err(UsageError(format!(
+                    "demo: unknown option --{flag}{}",
+                    suggest(&format!("--{flag}"), &["--scenario", "--speed", "--fast", "--svg", "--seed"])
+                )));
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Ok(Command::Demo(o))
 }
 
 fn parse_sim(p: &mut lexopt::Parser) -> Result<Command, UsageError> {

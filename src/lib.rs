@@ -13,7 +13,9 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod engine;
+pub mod plot;
 pub mod rng;
 pub mod shell;
 pub mod sim;

@@ -24,7 +24,7 @@ fn step_drop_is_cut_drained_and_recovered() {
         let f = scenarios::figures(&s, &w, seed);
         assert!(f.first_cut_s.is_some_and(|c| c < 0.5), "seed {seed}: {f:?}");
         assert!(f.drain_s.is_some_and(|d| d < 3.0), "seed {seed}: {f:?}");
-        assert!(f.back_to_90_s.is_some_and(|r| r < 15.0), "seed {seed}: {f:?}");
+        assert!(f.back_to_90_s.is_some_and(|r| r < 20.0), "seed {seed}: {f:?}");
         assert!(f.utilisation > 0.85, "seed {seed}: {f:?}");
         assert!(f.p95_ms < 60.0, "seed {seed}: {f:?}");
     }

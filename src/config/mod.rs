@@ -159,6 +159,9 @@ pub struct RouterConfig {
     pub ca_file: Option<String>,
     /// Pinned SHA-256 of the router's certificate, 32 bytes (`router.cert_sha256`, new).
     pub cert_sha256: Option<[u8; 32]>,
+    /// How often a failed primary transport is re-probed while the fallback is in use
+    /// (`router.failback_interval_sec`, new, default 30 s).
+    pub failback_interval: Duration,
 }
 
 /// `queues.*`.

@@ -310,6 +310,8 @@ fn router(m: &mut Map<'_>, r: &mut Report, env: Env<'_>) -> Option<RouterConfig>
         Some(None) => Some(None),
         None => None,
     };
+    // New: how often a failed primary transport is tried again while the fallback is used.
+    let failback = rm.opt_num(r, "failback_interval_sec", Num::Number, Range::between(1.0, 3600.0), 30.0);
     // Written by the original's calibrate tool, never read.
     rm.ignore(&["type"]);
 
@@ -354,6 +356,7 @@ fn router(m: &mut Map<'_>, r: &mut Report, env: Env<'_>) -> Option<RouterConfig>
         verify_ssl,
         ca_file,
         cert_sha256,
+        failback_interval: std::time::Duration::from_secs_f64(failback?),
     })
 }
 

@@ -12,6 +12,7 @@ pub mod connectivity;
 pub mod controller;
 pub mod daemon;
 pub mod health;
+pub mod history;
 pub mod metrics;
 pub mod prober;
 pub mod router;

@@ -17,7 +17,7 @@
 //!   5xx, closed mid-reply, garbage, authentication) retries the same command once on the
 //!   other transport and makes it the active one; a refusal by RouterOS (`Rejected`) does
 //!   not fail over (the other transport would be refused too). While the fallback is active
-//!   the primary is re-probed every [`REPROBE_INTERVAL`] with a cheap read and used again
+//!   the primary is re-probed every `router.failback_interval_sec` (default [`REPROBE_INTERVAL`]) with a cheap read and used again
 //!   once it answers.
 //! * **Keep-alive.** One REST connection is reused for everything. If a reused connection
 //!   fails before any byte of the response arrived (the router closed it while idle), the
@@ -46,7 +46,8 @@ use crate::wire::routeros::{Command, Fault, IdCache, QueueLimit, Reply, RestCall
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest a single request may take, whatever `timeouts.ssh_command` says.
 pub const REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(5);
-/// How often a failed primary transport is tried again while the fallback is in use.
+/// Default of how often a failed primary transport is tried again while the fallback is in
+/// use (`router.failback_interval_sec`).
 pub const REPROBE_INTERVAL: Duration = Duration::from_secs(30);
 /// First delay before respawning a dead `ssh`.
 pub const SSH_BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -186,6 +187,8 @@ pub struct LinkSettings {
     pub request_timeout: Duration,
     /// `ssh` arguments (options, key, destination).
     pub ssh_args: Vec<String>,
+    /// Re-probe interval of a failed primary.
+    pub failback_interval: Duration,
 }
 
 impl LinkSettings {
@@ -202,6 +205,7 @@ impl LinkSettings {
             primary: r.transport,
             request_timeout: router_timeout.min(REQUEST_TIMEOUT_MAX),
             ssh_args: ssh_args(r, router_timeout),
+            failback_interval: r.failback_interval,
         }
     }
 }
@@ -685,7 +689,7 @@ impl RouterLink {
         if job.internal {
             // A re-probe of the primary failed: stay on the fallback.
             self.job = None;
-            self.next_reprobe = Some(now + REPROBE_INTERVAL);
+            self.next_reprobe = Some(now + self.s.failback_interval);
             self.start_pending(now);
             return;
         }
@@ -700,6 +704,10 @@ impl RouterLink {
             self.run(now);
             return;
         }
+        let message = match &job.failover_reason {
+            Some(first) => format!("{first}; then {} failed ({kind}): {message}", transport_name(failed)),
+            None => message,
+        };
         self.finish(now, Err(LinkError { kind, outcome, transport: failed, message }));
     }
 
@@ -712,7 +720,7 @@ impl RouterLink {
             let from = self.active;
             self.active = job.transport;
             if self.active != self.s.primary {
-                self.next_reprobe = Some(now + REPROBE_INTERVAL);
+                self.next_reprobe = Some(now + self.s.failback_interval);
             }
             let reason = job.failover_reason.clone().unwrap_or_else(|| "previous transport failed".into());
             self.outputs.push_back(LinkOutput::TransportChanged { from, to: job.transport, reason });
@@ -850,7 +858,7 @@ impl RouterLink {
         }
         if self.job.is_none() && self.active != self.s.primary && self.next_reprobe.is_some_and(|t| now >= t)
         {
-            self.next_reprobe = Some(now + REPROBE_INTERVAL);
+            self.next_reprobe = Some(now + self.s.failback_interval);
             self.start(now, Command::Probe, true, self.s.primary);
         }
     }
@@ -910,6 +918,7 @@ mod tests {
             primary,
             request_timeout: Duration::from_secs(2),
             ssh_args: vec!["-T".into(), "wanctl+ct@192.0.2.1".into()],
+            failback_interval: REPROBE_INTERVAL,
         }
     }
 

@@ -32,14 +32,22 @@ const MAX_PROBE_DOUBLINGS: u32 = 4;
 const SLOPE_WINDOW: Duration = Duration::from_millis(50);
 /// Tokens kept back from probes near a known capacity, so a recovery (or the cuts after a
 /// failed probe) never finds the bucket empty.
-const PROBE_RESERVE: f64 = 5.0;
+const PROBE_RESERVE: f64 = 4.0;
+/// Debt (tokens) a recovery climb far from any known capacity may run up: it is repaid by
+/// the reserve that near-capacity probes keep, and keeps the long-run write rate bounded
+/// (see `engine::writer`).
+const RECOVERY_DEBT: f64 = 5.0;
+/// A capacity estimate this old no longer holds probes back for the reserve.
+const NEAR_PROBE_PATIENCE: Duration = Duration::from_secs(20);
 /// Probe size near a known capacity, as a fraction of it.
 const NEAR_PROBE: f64 = 0.1;
+/// GREEN this long after an increase confirms it.
+const PROBE_CONFIRM: Duration = Duration::from_secs(1);
 /// How long a capacity estimate guides probing.
 const HINT_LIFETIME: Duration = Duration::from_secs(60);
 /// Growth (seconds of queue per second) below which no capacity estimate is made:
 /// jitter alone gives slopes of a few hundredths.
-const MIN_GROWTH: f64 = 0.1;
+const MIN_GROWTH: f64 = 0.04;
 /// How fast a backlog should drain after a cut: the cut goes this much further below the
 /// estimated capacity per second of backlog (bounded by `MAX_CUT`).
 const DRAIN_TIME: f64 = 1.0;
@@ -175,6 +183,10 @@ pub struct WanController {
     applied_log_len: usize,
     last_cut_at: Option<Instant>,
     capacity_hint: Option<(Bps, Instant)>,
+    /// An increase not yet confirmed by a second of GREEN: the rates before it and when
+    /// it took effect. If ICMP goes silent before the confirmation, the probe is undone
+    /// (freezing a probe that overshot would hold the link congested for the whole outage).
+    unconfirmed: Option<(Rates, Instant)>,
     recent_len: usize,
     recent_head: usize,
     events: VecDeque<WanEvent>,
@@ -220,6 +232,7 @@ impl WanController {
             applied_log_len: 0,
             last_cut_at: None,
             capacity_hint: None,
+            unconfirmed: None,
             recent_len: 0,
             recent_head: 0,
             events: VecDeque::with_capacity(16),
@@ -300,6 +313,12 @@ impl WanController {
                     self.events.push_back(WanEvent::IcmpLost);
                     now
                 });
+                if let Some((before, _)) = self.unconfirmed.take() {
+                    // Undo an unconfirmed probe before flying blind.
+                    self.download.cap_rate(before.download);
+                    self.upload.cap_rate(before.upload);
+                    self.decide(now);
+                }
                 match self.on_icmp_lost(now, since, fallback) {
                     Ok(Some(ms)) => Some(ms),
                     Ok(None) => return self.finish(Outcome::Frozen),
@@ -341,6 +360,13 @@ impl WanController {
             seen + g * now.saturating_since(sent_at).as_secs_f64()
         });
         let cut_to = capacity.map(|c| c.scale((1.0 - backlog_s / DRAIN_TIME).max(MAX_CUT)));
+        // Congestion right after an unconfirmed probe: the rate before the probe was fine,
+        // so go back to it (one write, and it drains the probe's queue).
+        let cut_to = match (cut_to, self.unconfirmed.map(|(before, _)| before.download)) {
+            (Some(c), Some(before)) => Some(c.min(before)),
+            (None, Some(before)) => Some(before),
+            (c, None) => c,
+        };
         // A sample sent before the last cut took effect cannot show that cut working:
         // cutting again on it would compound one congestion signal into several cuts (the
         // original's overshoot to the floor after a drop). Wait for fresh samples.
@@ -348,7 +374,9 @@ impl WanController {
         let awaiting_effect = self.last_cut_at.is_some_and(|t| sent_at < t + SLOPE_WINDOW);
         let hold = draining || awaiting_effect;
         let dl_hints = Hints { spike, draining: hold, cut_to };
-        let ul_hints = Hints { spike: false, draining: hold, cut_to: None };
+        // A growth estimate attributes the bloat to the download queue (its rate explains
+        // it); the upload then holds instead of being cut for the download's queue.
+        let ul_hints = Hints { spike: false, draining: hold || cut_to.is_some(), cut_to: None };
         let dl = self.download.adjust_4state_with(delta, self.thresholds, dl_hints);
         let ul = self.upload.adjust_3state_with(delta, self.thresholds, ul_hints);
         if let Some(t) = dl.transition {
@@ -359,6 +387,9 @@ impl WanController {
         }
         if dl.zone != Zone::Green || ul.zone != Zone::Green {
             self.probe_doublings = 0;
+            self.unconfirmed = None;
+        } else if self.unconfirmed.is_some_and(|(_, at)| now.saturating_since(at) >= PROBE_CONFIRM) {
+            self.unconfirmed = None;
         }
         self.last_report =
             TickReport { outcome: Outcome::Adjusted, measured_ms: Some(measured), download: dl, upload: ul };
@@ -390,13 +421,18 @@ impl WanController {
         self.recent_head = (self.recent_head + 1) % HISTORY;
         self.recent_len = (self.recent_len + 1).min(HISTORY);
         let changed_at = self.applied_log[..self.applied_log_len].last().map(|&(t, _)| t);
-        let old = (1..self.recent_len)
+        let candidates = (1..self.recent_len)
             .map(|back| self.recent[(self.recent_head + HISTORY - 1 - back) % HISTORY])
             .take_while(|(t, _)| changed_at.is_none_or(|c| *t >= c))
-            .find(|(t, _)| sent_at.saturating_since(*t) >= SLOPE_WINDOW)?;
-        let span = sent_at.saturating_since(old.0).as_secs_f64();
-        let growth = (measured - old.1) / 1000.0 / span;
-        (growth >= MIN_GROWTH).then_some(growth)
+            .filter(|(t, _)| sent_at.saturating_since(*t) >= SLOPE_WINDOW);
+        // The shortest span reacts first to a sudden drop; the longest (up to HISTORY
+        // samples) averages out jitter on a slow overshoot. Take the larger growth.
+        let mut growth: Option<f64> = None;
+        for (t, v) in candidates {
+            let g = (measured - v) / 1000.0 / sent_at.saturating_since(t).as_secs_f64();
+            growth = Some(growth.map_or(g, |x: f64| x.max(g)));
+        }
+        growth.filter(|&g| g >= MIN_GROWTH)
     }
 
     fn finish(&mut self, outcome: Outcome) -> TickReport {
@@ -441,20 +477,43 @@ impl WanController {
         if self.pending_write.is_some() {
             return;
         }
+        self.writer.refresh(now);
         let mut desired = self.desired();
+        let mut floor = 1.0;
         if let Some(reference) = self.writer.in_flight().or(self.writer.applied())
             && !desired.cuts_from(reference)
             && desired != reference
         {
+            // Never raise a limit blind: while every probe is lost (the original's
+            // "use last RTT" and freeze modes), only cuts may be written.
+            if self.icmp_lost_since.is_some() {
+                self.download.cap_rate(reference.download);
+                self.upload.cap_rate(reference.upload);
+                return;
+            }
             // Probing: a quantum of `green_required` steps above the router's rate, doubling
             // with each successful probe; but near a recent capacity estimate, one quantum
             // only, and below it, straight up to just under it.
+            // A probe that went past the estimate without congestion shows the capacity
+            // grew: forget the estimate and climb freely again.
+            if let Some((c, _)) = self.capacity_hint
+                && reference.download > c.scale(1.02)
+                && self.unconfirmed.is_none()
+            {
+                self.capacity_hint = None;
+            }
             let hint = self.capacity_hint.filter(|&(_, at)| now.saturating_since(at) <= HINT_LIFETIME);
             let near_hint = hint.is_some_and(|(c, _)| {
                 reference.download >= c.scale(0.95) && reference.download <= c.scale(1.1)
             });
-            if near_hint && self.writer.tokens() < 1.0 + PROBE_RESERVE {
+            // Near a known capacity, probe when the budget has room to spare, or once the
+            // estimate has stood for a while (the capacity may have grown since).
+            let hint_age = hint.map_or(Duration::ZERO, |(_, at)| now.saturating_since(at));
+            if near_hint && self.writer.tokens() < 1.0 + PROBE_RESERVE && hint_age < NEAR_PROBE_PATIENCE {
                 return;
+            }
+            if !near_hint {
+                floor = -RECOVERY_DEBT;
             }
             let k = if near_hint { 1 } else { 1u64 << self.probe_doublings.min(MAX_PROBE_DOUBLINGS) };
             let quantum = |q: &QueueController| {
@@ -485,9 +544,18 @@ impl WanController {
             if !dl_ready && !ul_ready {
                 return;
             }
+            // A direction that has not climbed its whole step stays where it is: no
+            // sliver increases riding along on the other direction's write.
+            if !dl_ready {
+                self.download.cap_rate(reference.download);
+            }
+            if !ul_ready {
+                self.upload.cap_rate(reference.upload);
+            }
+            desired = self.desired();
         }
         let was_increase = self.writer.is_holding_increase(desired);
-        match self.writer.decide(now, desired, self.urgency()) {
+        match self.writer.decide_with_floor(now, desired, self.urgency(), floor) {
             Some(rates) => {
                 if was_increase {
                     self.probe_doublings = self.probe_doublings.saturating_add(1);
@@ -516,11 +584,15 @@ impl WanController {
     /// How the last write ended; `kind` classifies a failure.
     pub fn on_write_result(&mut self, now: Instant, outcome: WriteOutcome, kind: Option<FailureKind>) {
         let written = self.writer.in_flight();
+        let previous = self.writer.applied();
         self.writer.on_result(now, outcome);
         if let (WriteOutcome::Applied, Some(r)) = (outcome, written) {
             let before = self.applied_download_at(now);
             if before.is_some_and(|b| r.download < b) {
                 self.last_cut_at = Some(now);
+                self.unconfirmed = None;
+            } else if let Some(p) = previous.filter(|p| *p != r && !r.cuts_from(*p)) {
+                self.unconfirmed = Some((p, now));
             }
             self.log_applied(now, r.download);
         }

@@ -163,6 +163,12 @@ impl WritePolicy {
         self.stats
     }
 
+    /// Brings the token balance up to `now` (callers that read [`WritePolicy::tokens`] to
+    /// decide something must refresh first).
+    pub fn refresh(&mut self, now: Instant) {
+        self.refill(now);
+    }
+
     fn refill(&mut self, now: Instant) {
         let dt = now.saturating_since(self.refilled_at).as_secs_f64();
         self.tokens = (self.tokens + dt * REFILL_PER_MIN / 60.0).min(BUCKET);
@@ -172,6 +178,20 @@ impl WritePolicy {
     /// Decides whether `desired` is written now. Returns the rates to send; the caller
     /// must report the result with [`WritePolicy::on_result`].
     pub fn decide(&mut self, now: Instant, desired: Rates, urgency: Urgency) -> Option<Rates> {
+        self.decide_with_floor(now, desired, urgency, 1.0)
+    }
+
+    /// [`WritePolicy::decide`] where an increase needs only `floor` tokens (may be
+    /// negative: a recovery far below any known capacity may borrow down to a fixed debt).
+    /// Any fixed floor keeps the long-run bound of the module doc: it only shifts the
+    /// constant term.
+    pub fn decide_with_floor(
+        &mut self,
+        now: Instant,
+        desired: Rates,
+        urgency: Urgency,
+        floor: f64,
+    ) -> Option<Rates> {
         self.refill(now);
         let previous_urgency = self.last_urgency;
         self.last_urgency = urgency;
@@ -191,7 +211,7 @@ impl WritePolicy {
                 _ if previous_urgency < urgency => true,
                 _ => since_write.is_none_or(|s| s >= YELLOW_CUT_GAP),
             },
-            Some(_) => self.tokens >= 1.0 && since_write.is_none_or(|s| s >= INCREASE_GAP),
+            Some(_) => self.tokens >= floor && since_write.is_none_or(|s| s >= INCREASE_GAP),
         };
         if !allowed {
             if self.applied.is_some_and(|a| !desired.cuts_from(a)) {

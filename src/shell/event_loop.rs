@@ -20,6 +20,7 @@ use crate::config::{self, AutorateConfig};
 use crate::engine::controller::Zone;
 use crate::engine::daemon::{Daemon, Input, Notify, Output, WanSetup};
 use crate::engine::health::{self, HttpRequest};
+use crate::engine::history::{self as hist, CycleRecord, ZoneChange};
 use crate::engine::router::{LinkOutput, LinkSettings, RouterLink, transport_name};
 use crate::engine::state::StateFile;
 use crate::engine::stats::Histogram;
@@ -30,6 +31,7 @@ use crate::rng::Rng;
 use crate::shell::files::{self, LoadedState, LockFile};
 use crate::shell::http_server::HttpServer;
 use crate::shell::router_io::{RouterIo, TOKENS_PER_ROUTER};
+use crate::shell::store::Store;
 use crate::sys::clock;
 use crate::sys::notify::Notifier;
 use crate::sys::poll::{Events, Interest, PollSet, Token};
@@ -424,6 +426,12 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
     let mut submitted: Vec<Option<Instant>> = vec![None; links.len()];
     let mut health_server = None;
     let mut metrics_server = None;
+    let mut history = if opts.mode == Mode::Daemon {
+        opts.configs.first().and_then(|c| History::open(c, now))
+    } else {
+        None
+    };
+    let history_path = history.as_ref().map(|h| h.path.clone());
     if opts.mode == Mode::Daemon
         && let Some(cfg) = opts.configs.first()
     {
@@ -475,6 +483,10 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
             if let Some(t) = srv.next_deadline() {
                 deadline = Some(deadline.map_or(t, |d| d.min(t)));
             }
+        }
+        if let Some(h) = &history {
+            let t = h.next_deadline();
+            deadline = Some(deadline.map_or(t, |d| d.min(t)));
         }
         // Inputs produced by the last pass are handled without waiting.
         let timeout =
@@ -544,7 +556,8 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                         }
                         snap
                     };
-                    let mut handler = |req: &HttpRequest| health_response(req, &snapshot);
+                    let db = history_path.clone();
+                    let mut handler = |req: &HttpRequest| health_response(req, &snapshot, db.as_deref());
                     if let Some(srv) = health_server.as_mut() {
                         srv.on_event(ev, now, &mut poll, &mut handler);
                     }
@@ -627,6 +640,10 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
             );
             collect_completions(&mut routers, &mut inputs, now, &mut submitted, &mut latency);
         }
+        if let Some(h) = history.as_mut() {
+            h.record(&daemon);
+            h.service(now, false);
+        }
         daemon.handle_timeout(now);
         execute(
             &mut daemon,
@@ -663,6 +680,10 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                 inputs.push_back(Input::Shutdown);
             }
         }
+    }
+    if let Some(h) = history.as_mut() {
+        h.record(&daemon);
+        h.service(clock::now(), true);
     }
     drop(locks);
     let code = exit_code.unwrap_or(1);
@@ -949,9 +970,29 @@ fn reload(files: &[String], ios: &[WanIo]) -> Result<Vec<WanSetup>, String> {
 
 /// Answers the health port: `/` and `/health` (the original's JSON, 200 healthy / 503
 /// degraded); anything else is a JSON error.
-fn health_response(req: &HttpRequest, snapshot: &dyn Fn() -> health::Snapshot) -> Vec<u8> {
+fn health_response(
+    req: &HttpRequest,
+    snapshot: &dyn Fn() -> health::Snapshot,
+    db: Option<&std::path::Path>,
+) -> Vec<u8> {
     if req.method != "GET" && req.method != "HEAD" {
         return health::json_error(405, "Method not allowed");
+    }
+    if req.path.starts_with("/metrics/history") {
+        // The original read the built-in default path whatever storage.db_path said; we
+        // read the configured database (docs/COMPAT.md).
+        let path = db.unwrap_or(std::path::Path::new(crate::shell::store::DEFAULT_DB_PATH));
+        let target = match &req.query {
+            Some(q) => format!("{}?{q}", req.path),
+            None => req.path.clone(),
+        };
+        let (status, body) = crate::shell::store::history_http(
+            path,
+            &target,
+            clock::wall_unix_secs(),
+            clock::local_offset_secs(),
+        );
+        return health::response(status, "application/json", body.as_bytes());
     }
     match (req.path.as_str(), &req.query) {
         ("/" | "/health", None) => {
@@ -977,5 +1018,140 @@ fn metrics_response(req: &HttpRequest, snapshot: &dyn Fn() -> health::Snapshot) 
         ),
         "/health" => health::response(200, "text/plain", b"OK\n"),
         _ => health::response(404, "text/plain", b"Not Found\n"),
+    }
+}
+
+/// How often the history database gets one bounded maintenance step while work remains,
+/// and how often it is checked for new work otherwise.
+const MAINTENANCE_BUSY_EVERY: Duration = Duration::from_secs(1);
+const MAINTENANCE_IDLE_EVERY: Duration = Duration::from_secs(600);
+/// Rows one maintenance step may touch: about one downsampling unit, a few milliseconds on
+/// a router CPU (see shell::store).
+const MAINTENANCE_BUDGET: usize = 500;
+
+/// The SQLite history as the loop drives it: rows buffered per tick, one transaction per
+/// flush interval, bounded maintenance steps, degradation to a warning on any error.
+struct History {
+    store: Store,
+    path: PathBuf,
+    retention_days: u32,
+    flush_every: Duration,
+    last_flush: Instant,
+    next_maintenance: Instant,
+    warn: LogLimiter,
+    last_tick: u64,
+}
+
+impl History {
+    fn open(cfg: &AutorateConfig, now: Instant) -> Option<History> {
+        let path = PathBuf::from(cfg.storage.db_path.as_deref()?);
+        match Store::open(&path, cfg.storage.max_size_mb) {
+            Ok(mut store) => {
+                let row = hist::config_snapshot_row(
+                    clock::wall_unix_secs(),
+                    &cfg.wan_name,
+                    Some(&hist::AutorateSnapshot {
+                        baseline_rtt_initial: hist::PyJson::num(cfg.monitoring.baseline_rtt_initial_ms),
+                        download_ceiling_mbps: hist::PyJson::num(cfg.monitoring.download.ceiling.as_mbps()),
+                        upload_ceiling_mbps: hist::PyJson::num(cfg.monitoring.upload.ceiling.as_mbps()),
+                        target_bloat_ms: hist::PyJson::num(cfg.monitoring.thresholds.target_bloat_ms),
+                        warn_bloat_ms: hist::PyJson::num(cfg.monitoring.thresholds.warn_bloat_ms),
+                    }),
+                    None,
+                );
+                if let Err(e) = store.write_batch(&[row]) {
+                    warn!(target: "wanctl::history", "history: config snapshot: {e}");
+                }
+                info!(target: "wanctl::startup", "history in {}", path.display());
+                Some(History {
+                    store,
+                    path,
+                    retention_days: cfg.storage.retention_days,
+                    flush_every: cfg.storage.flush_interval,
+                    last_flush: now,
+                    next_maintenance: now + Duration::from_secs(5),
+                    warn: LogLimiter::new(Duration::from_secs(300)),
+                    last_tick: 0,
+                })
+            }
+            Err(e) => {
+                warn!(target: "wanctl::startup", "history disabled: {e}");
+                None
+            }
+        }
+    }
+
+    /// After a tick: the original's rows for every WAN whose cycle ran.
+    fn record(&mut self, daemon: &Daemon) {
+        let ticks = daemon.stats().ticks;
+        if ticks == self.last_tick {
+            return;
+        }
+        self.last_tick = ticks;
+        let ts = clock::wall_unix_secs();
+        for i in 0..daemon.wan_count() {
+            let (Some(report), Some((setup, ctl, _))) = (daemon.last_report(i), daemon.wan(i)) else {
+                continue;
+            };
+            if report.outcome != Outcome::Adjusted {
+                continue;
+            }
+            let Some(measured) = report.measured_ms else { continue };
+            let dl_reason = report.download.transition.map(|t| t.to_string());
+            let ul_reason = report.upload.transition.map(|t| t.to_string());
+            let rec = CycleRecord {
+                wan: &setup.config.wan_name,
+                measured_rtt_ms: measured,
+                baseline_ms: ctl.filter().baseline_ms(),
+                delta_ms: ctl.filter().delta_ms(),
+                dl_rate_bps: report.download.rate,
+                ul_rate_bps: report.upload.rate,
+                dl_zone_code: report.download.zone.history_code(),
+                dl_transition: dl_reason
+                    .as_deref()
+                    .map(|reason| ZoneChange { zone_code: report.download.zone.history_code(), reason }),
+                ul_transition: ul_reason
+                    .as_deref()
+                    .map(|reason| ZoneChange { zone_code: report.upload.zone.history_code(), reason }),
+            };
+            self.store.append(hist::cycle_rows(ts, &rec));
+        }
+    }
+
+    /// Flushes when due and runs one maintenance step when due.
+    fn service(&mut self, now: Instant, force: bool) {
+        if force || now.saturating_since(self.last_flush) >= self.flush_every {
+            self.last_flush = now;
+            if let Err(e) = self.store.flush()
+                && let Some(n) = self.warn.allow(now)
+            {
+                warn!(target: "wanctl::history", "history write failed (rows kept for retry): {e}{}", if n > 0 { format!(" ({n} similar suppressed)") } else { String::new() });
+            }
+        }
+        if !force && now >= self.next_maintenance {
+            match self.store.maintenance_step(
+                clock::wall_unix_secs(),
+                self.retention_days,
+                MAINTENANCE_BUDGET,
+            ) {
+                Ok(r) => {
+                    self.next_maintenance =
+                        now + if r.more { MAINTENANCE_BUSY_EVERY } else { MAINTENANCE_IDLE_EVERY };
+                    if r.did_work() {
+                        debug!(target: "wanctl::history", "history maintenance: {r:?}");
+                    }
+                }
+                Err(e) => {
+                    self.next_maintenance = now + MAINTENANCE_IDLE_EVERY;
+                    if self.warn.allow(now).is_some() {
+                        warn!(target: "wanctl::history", "history maintenance failed: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        (self.last_flush + self.flush_every).min(self.next_maintenance)
     }
 }

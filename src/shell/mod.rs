@@ -3,8 +3,10 @@
 
 pub mod event_loop;
 pub mod files;
+pub mod history_cli;
 pub mod http_server;
 pub mod logger;
 pub mod router_io;
+pub mod store;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -58,6 +58,7 @@ pub fn sample_config() -> AutorateConfig {
             verify_ssl: false,
             ca_file: None,
             cert_sha256: None,
+            failback_interval: Duration::from_secs(30),
         },
         queues: Queues { download: "WAN-Download-Sim".into(), upload: "WAN-Upload-Sim".into() },
         monitoring: Monitoring {
@@ -164,15 +165,28 @@ fn in_windows(windows: &[(f64, f64)], t: f64) -> bool {
     windows.iter().any(|&(a, b)| t >= a && t < b)
 }
 
+/// A fluid model of one direction of a bottleneck: traffic leaves the shaper at
+/// `min(demand, shaped rate)` and queues in front of a link of capacity `C(t)` whose buffer
+/// holds at most `buffer` of delay. Also used by the closed-loop testbed in `tests/`.
 #[derive(Debug, Clone, Default)]
-struct Direction {
+pub struct Bottleneck {
     backlog_bits: f64,
-    delivered_bits: f64,
-    capacity_bits: f64,
+    /// Bits delivered so far.
+    pub delivered_bits: f64,
+    /// Bits the link could have carried so far.
+    pub capacity_bits: f64,
 }
 
-impl Direction {
-    fn step(&mut self, dt: f64, capacity_mbps: f64, demand_mbps: f64, shaped: Bps, buffer: Duration) -> f64 {
+impl Bottleneck {
+    /// Advances the model by `dt` seconds; returns the queueing delay (ms) after it.
+    pub fn step(
+        &mut self,
+        dt: f64,
+        capacity_mbps: f64,
+        demand_mbps: f64,
+        shaped: Bps,
+        buffer: Duration,
+    ) -> f64 {
         let cap = capacity_mbps * 1e6;
         let arrival = (demand_mbps * 1e6).min(shaped.0 as f64);
         let can_send = cap * dt;
@@ -247,8 +261,8 @@ pub struct SimWorld {
     rng: Rng,
     now: Instant,
     next_tick: Instant,
-    dl: Direction,
-    ul: Direction,
+    dl: Bottleneck,
+    ul: Bottleneck,
     router_rates: Rates,
     writing: Option<Rates>,
     events: BinaryHeap<Reverse<(Instant, u64, Event)>>,
@@ -284,8 +298,8 @@ impl SimWorld {
             rng: Rng::new(seed),
             now: Instant::ZERO,
             next_tick: Instant::ZERO,
-            dl: Direction::default(),
-            ul: Direction::default(),
+            dl: Bottleneck::default(),
+            ul: Bottleneck::default(),
             router_rates: Rates { download: m.download.ceiling, upload: m.upload.ceiling },
             writing: None,
             events: BinaryHeap::new(),

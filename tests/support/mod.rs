@@ -8,5 +8,7 @@
 // Not every test area uses every helper; the rig is here for the later daemon tests too.
 #![allow(dead_code)]
 
+pub mod certs;
+pub mod fake_router;
 pub mod netns;
 pub mod reflector;
