@@ -305,7 +305,8 @@ fn rest_fails_over_to_ssh_and_returns_when_rest_is_back() {
     let via_ssh =
         bed.wait_until(Duration::from_secs(6), || bed.ssh.queue_max_limit(DL).is_some_and(|r| r < CEILING));
     assert!(via_ssh.is_some(), "cut not applied over ssh\n{}", bed.log());
-    let announced = bed.wait_until(Duration::from_secs(3), || bed.log().contains("router transport rest -> ssh"));
+    let announced =
+        bed.wait_until(Duration::from_secs(3), || bed.log().contains("router transport rest -> ssh"));
     assert!(announced.is_some(), "{}", bed.log());
     assert!(bed.ssh.commands().iter().any(|c| c.contains("/queue tree set [find name=\"WAN-Download-1\"]")));
     bed.rig.ns().run_in(|| bed.router.resume()).expect("resume in ns");

@@ -432,6 +432,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         None
     };
     let history_path = history.as_ref().map(|h| h.path.clone());
+    let mut recent = crate::shell::status_page::RecentHistory::default();
     if opts.mode == Mode::Daemon
         && let Some(cfg) = opts.configs.first()
     {
@@ -557,7 +558,14 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                         snap
                     };
                     let db = history_path.clone();
-                    let mut handler = |req: &HttpRequest| health_response(req, &snapshot, db.as_deref());
+                    let recent = &recent;
+                    let mut handler = |req: &HttpRequest| {
+                        if req.path == "/status" && (req.method == "GET" || req.method == "HEAD") {
+                            let page = recent.render(&snapshot(), clock::local_offset_secs());
+                            return health::response(200, "text/html; charset=utf-8", page.as_bytes());
+                        }
+                        health_response(req, &snapshot, db.as_deref())
+                    };
                     if let Some(srv) = health_server.as_mut() {
                         srv.on_event(ev, now, &mut poll, &mut handler);
                     }
@@ -643,6 +651,9 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         if let Some(h) = history.as_mut() {
             h.record(&daemon);
             h.service(now, false);
+        }
+        if health_server.is_some() {
+            recent.record(&daemon, clock::wall_unix_secs());
         }
         daemon.handle_timeout(now);
         execute(

@@ -7,6 +7,7 @@ pub mod history_cli;
 pub mod http_server;
 pub mod logger;
 pub mod router_io;
+pub mod status_page;
 pub mod store;
 #[cfg(feature = "tls")]
 pub mod tls;

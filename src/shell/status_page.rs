@@ -1,0 +1,144 @@
+//! The `/status` page: one self-contained HTML document (no scripts, fonts or external
+//! references: it must work on a router with no internet) with an inline SVG plot of the
+//! last hour per WAN, drawn from an in-memory 1 Hz history the loop keeps. Keeping the last
+//! hour in memory (a few hundred kB at most) means the page never runs a database query
+//! inside the 50 ms loop, and works with `storage.db_path: ""` too.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+
+use crate::engine::daemon::Daemon;
+use crate::engine::health::Snapshot;
+use crate::plot::{PlotOptions, Point, TimeLabels, WanSeries, render_svg, xml_escape};
+
+/// Seconds of history kept.
+pub const WINDOW_SECS: usize = 3600;
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    t: f64,
+    rtt: Option<f64>,
+    baseline: f64,
+    dl: f64,
+    ul: f64,
+    zone: u8,
+}
+
+/// The last hour, one sample per second per WAN.
+#[derive(Debug, Default)]
+pub struct RecentHistory {
+    names: Vec<String>,
+    samples: Vec<VecDeque<Sample>>,
+    last_second: i64,
+}
+
+impl RecentHistory {
+    /// Records the daemon's state once per wall-clock second.
+    pub fn record(&mut self, daemon: &Daemon, unix_secs: i64) {
+        if unix_secs == self.last_second {
+            return;
+        }
+        self.last_second = unix_secs;
+        if self.samples.len() != daemon.wan_count() {
+            self.samples = (0..daemon.wan_count()).map(|_| VecDeque::with_capacity(WINDOW_SECS)).collect();
+            self.names = (0..daemon.wan_count())
+                .filter_map(|i| daemon.wan(i).map(|(s, _, _)| s.config.wan_name.clone()))
+                .collect();
+        }
+        for (i, q) in self.samples.iter_mut().enumerate() {
+            let (Some((_, ctl, _)), report) = (daemon.wan(i), daemon.last_report(i)) else { continue };
+            if q.len() == WINDOW_SECS {
+                q.pop_front();
+            }
+            q.push_back(Sample {
+                t: unix_secs as f64,
+                rtt: report.and_then(|r| r.measured_ms),
+                baseline: ctl.filter().baseline_ms(),
+                dl: ctl.download().rate().as_mbps(),
+                ul: ctl.upload().rate().as_mbps(),
+                zone: report.map_or(0, |r| r.download.zone.history_code()),
+            });
+        }
+    }
+
+    fn series(&self) -> Vec<WanSeries> {
+        self.names
+            .iter()
+            .zip(&self.samples)
+            .map(|(name, q)| {
+                let mut s = WanSeries { name: name.clone(), ..WanSeries::default() };
+                for x in q {
+                    if let Some(r) = x.rtt {
+                        s.rtt_ms.push(Point { t: x.t, v: r });
+                    }
+                    s.baseline_ms.push(Point { t: x.t, v: x.baseline });
+                    s.download_mbps.push(Point { t: x.t, v: x.dl });
+                    s.upload_mbps.push(Point { t: x.t, v: x.ul });
+                    s.state.push(Point { t: x.t, v: f64::from(x.zone) });
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// The whole page.
+    pub fn render(&self, snap: &Snapshot, utc_offset_secs: i64) -> String {
+        let healthy = snap.is_healthy();
+        let mut rows = String::new();
+        for w in &snap.wans {
+            let _ = write!(
+                rows,
+                "<tr><td>{}</td><td>{:.1} ms</td><td>{:.1} ms</td><td class=\"z{}\">{}</td><td>{:.1}</td><td class=\"z{}\">{}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
+                xml_escape(&w.name),
+                w.baseline_rtt_ms,
+                w.load_rtt_ms,
+                w.download.1,
+                w.download.1,
+                w.download.0,
+                w.upload.1,
+                w.upload.1,
+                w.upload.0,
+                w.transport.unwrap_or("-"),
+                if w.is_reachable { "reachable" } else { "UNREACHABLE" }
+            );
+        }
+        let svg = render_svg(
+            &self.series(),
+            &PlotOptions {
+                title: "last hour",
+                time_labels: TimeLabels::Wall { utc_offset_secs },
+                width: 1100,
+            },
+        );
+        format!(
+            r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>wanctl status</title>
+<style>
+body{{font-family:sans-serif;margin:1em;color:#222;background:#fff}}
+h1{{font-size:1.3em;margin:0 0 .4em}} .ok{{color:#2ca02c}} .bad{{color:#d62728}}
+table{{border-collapse:collapse;margin:.6em 0}} td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}
+th{{background:#f4f4f4}} td:first-child{{text-align:left}}
+.zGREEN{{background:#dff0d8}} .zYELLOW{{background:#fcf8e3}} .zSOFT_RED{{background:#fde0c5}} .zRED{{background:#f2dede}}
+svg{{max-width:100%;height:auto}}
+</style></head>
+<body>
+<h1>wanctl {version} <span class="{cls}">{status}</span></h1>
+<p>up {uptime:.0} s · consecutive failures {fails} · ticks {ticks} (missed {missed}) · tick lateness p99 {p99} µs</p>
+<table><tr><th>WAN</th><th>baseline</th><th>load</th><th>download</th><th>Mbit/s</th><th>upload</th><th>Mbit/s</th><th>transport</th><th>router</th></tr>
+{rows}</table>
+{svg}
+</body></html>
+"#,
+            version = snap.version,
+            cls = if healthy { "ok" } else { "bad" },
+            status = if healthy { "healthy" } else { "degraded" },
+            uptime = snap.uptime_seconds,
+            fails = snap.consecutive_failures,
+            ticks = snap.ticks.0,
+            missed = snap.ticks.1,
+            p99 = snap.tick_late_us.1,
+        )
+    }
+}
