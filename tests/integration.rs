@@ -10,6 +10,7 @@ mod health;
 mod history;
 mod purity;
 mod sim;
+mod status_page;
 mod support;
 mod sys;
 mod tls;
