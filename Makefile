@@ -34,6 +34,8 @@ sim:
 
 ## bench: figures (CPU, RSS, tick lateness, probes) of the release binary; WANCTL_BENCH_SECS=30
 bench:
+	@command -v fping >/dev/null 2>&1 || (apt-get install -y -qq fping >/dev/null 2>&1 || echo "fping not installable: the bench will skip its comparison")
+	$(CARGO) build --release
 	$(CARGO) test --release --test integration bench_ -- --ignored --nocapture --test-threads=1
 
 size:

@@ -124,3 +124,176 @@ storage: {{db_path: ""}}
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Upper bound (s) of the bucket holding quantile `q` of a Prometheus histogram family.
+fn prom_quantile(metrics: &str, family: &str, q: f64) -> Option<f64> {
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}_bucket")))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    buckets.iter().find(|(_, c)| *c >= total * q).map(|(le, _)| *le)
+}
+
+#[test]
+#[ignore = "benchmark: run with make bench"]
+fn bench_closed_loop() {
+    use crate::e2e::{DL, REFLECTORS, Testbed};
+    use crate::support::closed_loop::{self, CapacityTrace};
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespace and TUN)");
+        return;
+    }
+    let secs = bench_secs().max(42);
+    let mut bed = Testbed::start("bench");
+    // fping on the same reflectors, same rate: the floor reference for CPU and memory.
+    let fping = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("command -v fping")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    let mut fping_child = fping.then(|| {
+        bed.rig
+            .ns()
+            .command("fping")
+            .args(["-l", "-p", "50", "-q"])
+            .args(REFLECTORS.map(|r| r.to_string()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fping")
+    });
+    let trace = CapacityTrace::Steps(vec![(0.0, 100.0), (8.0, 40.0), (26.0, 100.0)]);
+    let t0 = Instant::now();
+    let hammer_at = 34.0;
+    let rig = &bed.rig;
+    let mut hammered = 0usize;
+    let samples = std::thread::scope(|scope| {
+        let mut hammer: Option<std::thread::ScopedJoinHandle<'_, usize>> = None;
+        let s = bed.drive(&trace, secs, |t| {
+            if t >= hammer_at && hammer.is_none() {
+                hammer = Some(scope.spawn(|| {
+                    rig.ns()
+                        .run_in(|| {
+                            let hs: Vec<_> = (0..200)
+                                .map(|_| {
+                                    std::thread::spawn(|| {
+                                        use std::io::{Read, Write};
+                                        let mut s = std::net::TcpStream::connect(("127.0.0.1", 9101)).ok()?;
+                                        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+                                        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+                                        let mut b = Vec::new();
+                                        s.read_to_end(&mut b).ok()?;
+                                        Some(b.starts_with(b"HTTP/1.1"))
+                                    })
+                                })
+                                .collect();
+                            hs.into_iter().filter_map(|h| h.join().ok().flatten()).filter(|ok| *ok).count()
+                        })
+                        .unwrap_or(0)
+                }));
+            }
+        });
+        if let Some(h) = hammer {
+            hammered = h.join().unwrap_or(0);
+        }
+        s
+    });
+    let (cpu, rss) = proc_usage(bed.pid());
+    let wall = t0.elapsed().as_secs_f64();
+    let metrics = crate::health::http_get(&bed.rig, 9101, "/health").map(|r| r.1).unwrap_or_default();
+    let health: serde_json::Value = serde_json::from_str(&metrics).unwrap_or_default();
+    let router_updates = health["wans"][0]["router_updates"].as_u64().unwrap_or(0);
+    let prom = crate::health::http_get(&bed.rig, 9100, "/metrics").map(|r| r.1).unwrap_or_default();
+    let rtt = |q| {
+        prom_quantile(&prom, "wanctl_router_request_seconds", q)
+            .map_or("-".to_string(), |s| format!("{:.1} ms", s * 1000.0))
+    };
+    let router_rtt = format!("p50 <= {}, p99 <= {} (histogram bucket bounds)", rtt(0.5), rtt(0.99));
+    let fping_usage = fping_child.as_ref().map(|c| proc_usage(c.id()));
+    if let Some(c) = fping_child.as_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let requests = bed.router.requests();
+    let drop_at = t0 + Duration::from_secs(8);
+    let reaction = requests
+        .iter()
+        .filter(|r| r.at >= drop_at && r.method == "PATCH" && r.path.contains("queue/tree"))
+        .find(|r| r.body_text().contains("max-limit") && !r.body_text().contains("\"100000000\""))
+        .map(|r| r.at.duration_since(drop_at));
+    let (code, log) = bed.stop();
+    assert_eq!(code, 0, "{log}");
+    let all = closed_loop::figures(&samples, 0.0, secs as f64);
+    let drain = samples.iter().filter(|x| x.t >= 8.5).find(|x| x.delay_ms < 10.0).map(|x| x.t - 8.0);
+    let back = samples.iter().filter(|x| x.t >= 26.0).find(|x| x.shaped >= 90.0).map(|x| x.t - 26.0);
+    let size = std::fs::metadata(concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/wanctl"))
+        .map(|m| m.len())
+        .ok();
+    let fmt_opt = |d: Option<f64>| d.map_or("-".to_string(), |v| format!("{v:.2} s"));
+    println!();
+    println!(
+        "closed-loop bench: {secs} s, step trace 100 -> 40 Mbit/s at 8 s, back at 26 s, saturating download,"
+    );
+    println!(
+        "3 reflectors at 20 Hz over a TUN in a namespace, fake RouterOS over REST (keep-alive), release build"
+    );
+    println!("  wanctl CPU                 {:.2} % of one core ({:.2} s)", cpu / wall * 100.0, cpu);
+    println!("  wanctl peak RSS            {:.2} MB", rss as f64 / 1024.0);
+    match fping_usage {
+        Some((c, r)) => println!(
+            "  fping -l -p 50 (3 hosts)   {:.2} % of one core, {:.2} MB peak RSS",
+            c / wall * 100.0,
+            r as f64 / 1024.0
+        ),
+        None => println!("  fping -l -p 50             not installed (apt-get install fping)"),
+    }
+    println!(
+        "  tick lateness              p50 {} us, p99 {} us, max {} us ({} ticks, {} missed)",
+        stat(&log, "late_p50_us"),
+        stat(&log, "late_p99_us"),
+        stat(&log, "late_max_us"),
+        stat(&log, "ticks"),
+        stat(&log, "missed")
+    );
+    println!(
+        "  200-client /health hammer  at {hammer_at} s: {hammered}/200 answered (lateness above includes it)"
+    );
+    println!(
+        "  reaction (drop -> router)  {}",
+        reaction.map_or("-".into(), |d| format!("{:.0} ms", d.as_secs_f64() * 1000.0))
+    );
+    println!(
+        "  added delay under load     p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+        all.p50, all.p95, all.p99
+    );
+    println!("  utilisation                {:.3}", all.utilisation);
+    println!("  drain after the drop       {}", fmt_opt(drain));
+    println!("  back to 90 % after recovery {}", fmt_opt(back));
+    println!(
+        "  router writes              {router_updates} ({:.1} per minute), {} HTTP requests ({:.2} per write)",
+        router_updates as f64 / wall * 60.0,
+        requests.len(),
+        requests.len() as f64 / router_updates.max(1) as f64
+    );
+    println!("  router round trip          {router_rtt}");
+    println!(
+        "  stripped static binary     {}",
+        size.map_or("run `make size` first".into(), |s| format!(
+            "{:.2} MB (target/release/wanctl)",
+            s as f64 / 1e6
+        ))
+    );
+    let _ = DL;
+}

@@ -5,6 +5,7 @@ mod cli;
 mod config_files;
 mod contract;
 mod daemon;
+mod e2e;
 mod fake_router_selftest;
 mod health;
 mod history;

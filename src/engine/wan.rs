@@ -390,6 +390,13 @@ impl WanController {
             self.unconfirmed = None;
         } else if self.unconfirmed.is_some_and(|(_, at)| now.saturating_since(at) >= PROBE_CONFIRM) {
             self.unconfirmed = None;
+            // A probe past the estimate that stayed GREEN shows the capacity grew: forget
+            // the estimate and climb freely again.
+            if let (Some((c, _)), Some(applied)) = (self.capacity_hint, self.writer.applied())
+                && applied.download > c.scale(1.02)
+            {
+                self.capacity_hint = None;
+            }
         }
         self.last_report =
             TickReport { outcome: Outcome::Adjusted, measured_ms: Some(measured), download: dl, upload: ul };
@@ -494,14 +501,6 @@ impl WanController {
             // Probing: a quantum of `green_required` steps above the router's rate, doubling
             // with each successful probe; but near a recent capacity estimate, one quantum
             // only, and below it, straight up to just under it.
-            // A probe that went past the estimate without congestion shows the capacity
-            // grew: forget the estimate and climb freely again.
-            if let Some((c, _)) = self.capacity_hint
-                && reference.download > c.scale(1.02)
-                && self.unconfirmed.is_none()
-            {
-                self.capacity_hint = None;
-            }
             let hint = self.capacity_hint.filter(|&(_, at)| now.saturating_since(at) <= HINT_LIFETIME);
             let near_hint = hint.is_some_and(|(c, _)| {
                 reference.download >= c.scale(0.95) && reference.download <= c.scale(1.1)

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod closed_loop;
 pub mod fake_router;
 pub mod netns;
 pub mod reflector;

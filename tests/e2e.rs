@@ -1,0 +1,249 @@
+//! End-to-end: the release-shaped binary (the test profile's build of it) with an
+//! original-format config, real ICMP to reflectors on a TUN device and real HTTP to the
+//! fake RouterOS, in a namespace the test creates, over the closed-loop link model of
+//! `tests/support/closed_loop.rs`. Generous bounds: these are correctness tests, the
+//! figures come from `make bench`. Needs root; skips otherwise.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::closed_loop::{self, CapacityTrace, LinkOptions, LinkSample};
+use crate::support::fake_router::{FakeRouterOs, Fault};
+use crate::support::netns::is_root;
+use crate::support::reflector::Rig;
+
+pub const REFLECTORS: [IpAddr; 3] = [
+    IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+    IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+    IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3)),
+];
+pub const DL: &str = "WAN-Download-1";
+
+/// A running testbed: namespace, reflectors, fake router, the daemon.
+pub struct Testbed {
+    pub rig: Rig,
+    pub router: FakeRouterOs,
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Testbed {
+    pub fn start(name: &str) -> Testbed {
+        let rig = Rig::start(&REFLECTORS.map(|r| (r, Some(Duration::from_millis(20))))).expect("rig");
+        let router = rig.ns().run_in(FakeRouterOs::start).expect("router in namespace");
+        router.set_queue_max_limit(DL, 100_000_000);
+        let dir = std::env::temp_dir().join(format!("wanctl-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let d = dir.display();
+        // The original's format (wan1 example shape), pointed at the testbed.
+        let cfg = format!(
+            r#"schema_version: "1.0"
+wan_name: "wan1"
+router:
+  transport: "rest"
+  host: "127.0.0.1"
+  user: "{user}"
+  ssh_key: "/etc/wanctl/ssh/router.key"
+  password: "${{ROUTER_PASSWORD}}"
+  port: {port}
+  verify_ssl: false
+queues:
+  download: "{DL}"
+  upload: "WAN-Upload-1"
+continuous_monitoring:
+  enabled: true
+  baseline_rtt_initial: 20
+  download:
+    floor_green_mbps: 30
+    floor_yellow_mbps: 25
+    floor_soft_red_mbps: 20
+    floor_red_mbps: 10
+    ceiling_mbps: 100
+    step_up_mbps: 2
+    factor_down: 0.85
+  upload:
+    floor_mbps: 4
+    ceiling_mbps: 20
+    step_up_mbps: 0.5
+    factor_down: 0.90
+  thresholds:
+    target_bloat_ms: 15
+    warn_bloat_ms: 45
+    hard_red_bloat_ms: 80
+    baseline_time_constant_sec: 60
+    load_time_constant_sec: 0.1
+  ping_hosts: ["198.18.0.1", "198.18.0.2", "198.18.0.3"]
+  use_median_of_three: true
+  fallback_checks:
+    enabled: true
+    check_gateway: false
+    check_tcp: false
+logging:
+  main_log: "{d}/wan1.log"
+  debug_log: "{d}/wan1_debug.log"
+lock_file: "{d}/wan1.lock"
+lock_timeout: 300
+timeouts:
+  ssh_command: 2
+  ping: 1
+storage:
+  db_path: "{d}/metrics.db"
+metrics:
+  enabled: true
+  host: "127.0.0.1"
+  port: 9100
+"#,
+            user = router.user(),
+            port = router.port(),
+        );
+        std::fs::write(dir.join("wan1.yaml"), cfg).expect("config");
+        let child = rig
+            .ns()
+            .command(env!("CARGO_BIN_EXE_wanctl"))
+            .args(["--config", dir.join("wan1.yaml").to_str().expect("utf8")])
+            .env("ROUTER_PASSWORD", router.password())
+            .env("WANCTL_SSH", "false")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).expect("stderr"))
+            .spawn()
+            .expect("spawn wanctl");
+        Testbed { rig, router, dir, child: Some(child) }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn drive(&self, trace: &CapacityTrace, secs: u64, on_tick: impl FnMut(f64)) -> Vec<LinkSample> {
+        let handle = self.router.rate_handle(DL);
+        closed_loop::drive(
+            &self.rig,
+            &REFLECTORS,
+            &handle,
+            trace,
+            &LinkOptions::default(),
+            Duration::from_secs(secs),
+            on_tick,
+        )
+    }
+
+    pub fn stop(&mut self) -> (i32, String) {
+        let mut child = self.child.take().expect("running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+        let start = Instant::now();
+        let code = loop {
+            if let Some(s) = child.try_wait().expect("try_wait") {
+                break s.code().unwrap_or(-1);
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("wanctl did not stop:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        (code, self.log())
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn first(samples: &[LinkSample], from: f64, f: impl Fn(&LinkSample) -> bool) -> Option<f64> {
+    samples.iter().find(|s| s.t >= from && f(s)).map(|s| s.t - from)
+}
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root (network namespace, TUN and raw ICMP)");
+            return;
+        }
+    };
+}
+
+#[test]
+fn capacity_drop_is_cut_and_drained_and_the_rate_climbs_back_after_recovery() {
+    need_root!();
+    let mut bed = Testbed::start("step");
+    let trace = CapacityTrace::Steps(vec![(0.0, 100.0), (8.0, 40.0), (26.0, 100.0)]);
+    let s = bed.drive(&trace, 42, |_| {});
+    let (code, log) = bed.stop();
+    assert_eq!(code, 0, "{log}");
+    let cut = first(&s, 8.0, |x| x.shaped < 40.0);
+    assert!(cut.is_some_and(|c| c < 2.0), "rate not cut below capacity soon after the drop: {cut:?}\n{log}");
+    let drained = first(&s, 8.5, |x| x.delay_ms < 15.0);
+    assert!(drained.is_some_and(|d| d < 5.0), "queue not drained: {drained:?}");
+    if std::env::var("WANCTL_E2E_DUMP").is_ok() {
+        for x in s.iter().step_by(10) {
+            eprintln!("{:6.2} cap {:5.1} shaped {:5.1} delay {:6.1}", x.t, x.capacity, x.shaped, x.delay_ms);
+        }
+    }
+    let steady = closed_loop::figures(&s, 14.0, 26.0);
+    assert!(steady.p95 < 60.0, "added delay while throttled: {steady:?}");
+    assert!(steady.utilisation > 0.7, "utilisation while throttled: {steady:?}");
+    let back = first(&s, 26.0, |x| x.shaped >= 80.0);
+    assert!(back.is_some(), "rate never climbed back after recovery\n{log}");
+    assert!(bed.router.requests().iter().all(|r| r.connection == 1), "one keep-alive connection");
+}
+
+#[test]
+fn a_reflector_outage_does_not_drive_the_rate_to_the_floor() {
+    need_root!();
+    let mut bed = Testbed::start("reflectors");
+    let trace = CapacityTrace::Steady(60.0);
+    let rig = &bed.rig;
+    let s = bed.drive(&trace, 25, |t| {
+        let loss = if (8.0..18.0).contains(&t) { 1.0 } else { 0.0 };
+        for r in REFLECTORS {
+            rig.set_loss(r, loss);
+        }
+    });
+    let (code, log) = bed.stop();
+    assert_eq!(code, 0);
+    let lowest = s.iter().filter(|x| x.t > 8.0 && x.t < 18.0).map(|x| x.shaped).fold(f64::MAX, f64::min);
+    assert!(lowest > 10.0, "rate went to the floor during the outage ({lowest})\n{log}");
+    assert!(log.contains("ICMP recovered"), "{log}");
+}
+
+#[test]
+fn a_router_outage_is_survived_and_the_newest_rate_applied_after_it() {
+    need_root!();
+    let mut bed = Testbed::start("router");
+    let trace = CapacityTrace::Steps(vec![(0.0, 100.0), (10.0, 50.0)]);
+    let router = &bed.router;
+    let ns = bed.rig.ns();
+    let s = bed.drive(&trace, 24, |t| {
+        if (7.9..8.1).contains(&t) {
+            ns.run_in(|| router.set_fault(Fault::Refuse)).expect("refuse");
+        }
+        if (15.9..16.1).contains(&t) {
+            ns.run_in(|| router.resume()).expect("resume");
+        }
+    });
+    let (code, log) = bed.stop();
+    assert_eq!(code, 0, "{log}");
+    let applied = first(&s, 16.0, |x| x.shaped < 50.0);
+    assert!(
+        applied.is_some_and(|a| a < 1.5),
+        "cut not applied soon after the router came back: {applied:?}\n{log}"
+    );
+    assert!(log.contains("router reconnected after"), "{log}");
+}
