@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SIM_SEED ?=
 
-.PHONY: all build check test lint fmt fmt-check purity sim bench size clean
+.PHONY: all build check test lint fmt fmt-check purity sim demo bench size clean
 
 all: build
 
@@ -27,6 +27,10 @@ fmt-check:
 ## purity: pure modules must not read clocks, touch files/sockets/processes or use HashMap
 purity:
 	@sh cross/purity.sh
+
+## demo: the real engine on a simulated line and router, live timeline + wanctl-demo.svg
+demo:
+	$(CARGO) run --release --quiet -- demo
 
 ## sim: the simulator's scenario table (SIM_SEED=N replays one seed)
 sim:
