@@ -196,6 +196,10 @@ impl Store {
         }
         let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        // A small page cache (256 KiB instead of SQLite's 2 MiB default): writes are
+        // appends and maintenance walks one bucket at a time, so memory on a router
+        // matters more than cache hits.
+        conn.pragma_update(None, "cache_size", "-256").map_err(err)?;
         let _limit: i64 = conn
             .query_row(&format!("PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}"), [], |r| r.get(0))
             .map_err(err)?;
