@@ -238,8 +238,43 @@ fn a_router_outage_is_survived_and_the_newest_rate_applied_after_it() {
             ns.run_in(|| router.resume()).expect("resume");
         }
     });
+    let (status, body) =
+        crate::health::http_get(&bed.rig, 9101, "/metrics/history?range=5m&metrics=wanctl_rtt_ms&limit=5")
+            .expect("history endpoint");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("history JSON");
+    assert_eq!(v["metadata"]["returned_count"], 5, "{body}");
     let (code, log) = bed.stop();
     assert_eq!(code, 0, "{log}");
+    // Every metric name the original writes is in the database after SIGTERM.
+    let db = rusqlite::Connection::open(bed.dir.join("metrics.db")).expect("open history");
+    let mut names: Vec<String> = db
+        .prepare("SELECT DISTINCT metric_name FROM metrics")
+        .expect("query")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .filter_map(Result::ok)
+        .collect();
+    names.sort();
+    for want in [
+        "wanctl_config_snapshot",
+        "wanctl_rate_download_mbps",
+        "wanctl_rate_upload_mbps",
+        "wanctl_rtt_baseline_ms",
+        "wanctl_rtt_delta_ms",
+        "wanctl_rtt_ms",
+        "wanctl_state",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from history: {names:?}");
+    }
+    let reason_rows: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM metrics WHERE metric_name='wanctl_state' AND labels LIKE '%reason%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert!(reason_rows > 0, "zone transitions are recorded with their reason");
     let applied = first(&s, 16.0, |x| x.shaped < 50.0);
     assert!(
         applied.is_some_and(|a| a < 1.5),
