@@ -197,7 +197,9 @@ fn capacity_drop_is_cut_and_drained_and_the_rate_climbs_back_after_recovery() {
         }
     }
     let steady = closed_loop::figures(&s, 14.0, 26.0);
-    assert!(steady.p95 < 60.0, "added delay while throttled: {steady:?}");
+    // Probing above the new capacity briefly builds a queue; most of the time the added
+    // delay must be back under the target (generous: shared CI machines).
+    assert!(steady.p50 < 15.0, "added delay while throttled: {steady:?}");
     assert!(steady.utilisation > 0.7, "utilisation while throttled: {steady:?}");
     let back = first(&s, 26.0, |x| x.shaped >= 80.0);
     assert!(back.is_some(), "rate never climbed back after recovery\n{log}");
