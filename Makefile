@@ -1,8 +1,14 @@
 # Targets stay short; logic lives in scripts (cross/, .ci/).
 CARGO ?= cargo
 SIM_SEED ?=
+# cross/dist: one Rust target triple or several (default: all three shipped targets).
+TARGET ?= x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf
+# install: GNU-style; BINARY= installs a given file (e.g. from dist/) instead of building.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINARY ?=
 
-.PHONY: all build check test lint fmt fmt-check purity sim demo bench size clean
+.PHONY: all build check test lint fmt fmt-check purity sim demo bench size cross dist install clean
 
 all: build
 
@@ -42,9 +48,22 @@ bench:
 	$(CARGO) build --release
 	$(CARGO) test --release --test integration bench_ -- --ignored --nocapture --test-threads=1
 
+## size: stripped release binary, with and without TLS, against the 6 MiB budget
 size:
-	$(CARGO) build --release
-	@ls -l target/release/wanctl | awk '{ printf "wanctl release binary: %d bytes\n", $$5 }'
+	@CARGO="$(CARGO)" sh cross/size.sh
+
+## cross: static musl binaries checked under qemu (TARGET=triple; cross/README.md)
+cross:
+	bash cross/build.sh $(TARGET)
+
+## dist: cross binaries as dist/wanctl-<version>-<target> plus .sha256 files
+dist: cross
+	sh cross/dist.sh $(TARGET)
+
+## install: binary, links, example configs, units, init scripts (PREFIX, DESTDIR, BINARY)
+install:
+	$(if $(BINARY),,$(CARGO) build --release)
+	sh cross/install.sh "$(DESTDIR)" "$(PREFIX)" "$(if $(BINARY),$(BINARY),target/release/wanctl)"
 
 clean:
 	$(CARGO) clean

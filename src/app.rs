@@ -23,6 +23,20 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if argv0 == Some("wanctl-history") {
         return ExitCode::from(crate::shell::history_cli::main(args.into_iter().skip(1).collect()));
     }
+    if argv0 == Some("wanctl-steering") {
+        let mut p = lexopt::Parser::from_args(args.into_iter().skip(1));
+        return match cli::parse_steering(&mut p) {
+            Ok(Command::Steering(a)) => steering(&a),
+            Ok(_) => {
+                print!("{}", cli::HELP);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let rest = args.into_iter().skip(1).collect();
     let cmd = match cli::parse(rest) {
         Ok(c) => c,
@@ -55,6 +69,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             ExitCode::from(crate::demo::run(&args))
         }
         Command::History(args) => ExitCode::from(crate::shell::history_cli::main(args)),
+        Command::Steering(args) => steering(&args),
     }
 }
 
@@ -249,6 +264,40 @@ fn run(args: &RunArgs) -> ExitCode {
                 eprintln!("error: {}", e.message);
             }
             ExitCode::from(if args.once { 3 } else { e.code })
+        }
+    }
+}
+
+/// The steering daemon: load the one steering file (exit 2 on problems), set up logging, run.
+fn steering(args: &RunArgs) -> ExitCode {
+    let Some(file) = args.configs.first() else {
+        eprintln!("error: steering: missing --config FILE");
+        return ExitCode::from(2);
+    };
+    let loaded = match read(file)
+        .and_then(|t| config::parse_steering(&t, file, &env_lookup).map_err(|e| e.to_string()))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = loaded.config;
+    logger::init(&LogSetup {
+        debug: args.debug,
+        main_logs: vec![cfg.logging.main_log.clone()],
+        debug_logs: vec![cfg.logging.debug_log.clone()],
+    });
+    for w in &loaded.warnings {
+        log::warn!(target: "wanctl::config", "{file}: {w}");
+    }
+    let seed = args.seed.unwrap_or_else(crate::sys::random::seed);
+    match crate::shell::steering_loop::run(cfg, args.dry_run, seed) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            log::error!(target: "wanctl::startup", "{}", e.message);
+            ExitCode::from(e.code)
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum Command {
     Demo(DemoOptions),
     /// `history ...` (also argv[0] `wanctl-history`): the history tool's own arguments.
     History(Vec<OsString>),
+    /// `steering --config FILE` (also argv[0] `wanctl-steering`).
+    Steering(RunArgs),
     /// `--version`.
     Version,
     /// `--help`.
@@ -100,7 +102,7 @@ const FLAGS: &[&str] = &[
     "--version",
     "--help",
 ];
-const SUBCOMMANDS: &[&str] = &["check-config", "sim", "demo", "history"];
+const SUBCOMMANDS: &[&str] = &["check-config", "sim", "demo", "history", "steering"];
 
 /// The help text.
 pub const HELP: &str = "\
@@ -112,6 +114,8 @@ USAGE:
     wanctl --config FILE [FILE...] --oneshot                          one cycle, exit 0 (original)
     wanctl --config FILE [FILE...] --validate-config                  the original's report
     wanctl check-config FILE...        validate autorate and steering files (exit 0 / 2)
+    wanctl steering --config FILE [--debug] [--dry-run]
+                                       the steering daemon (also as `wanctl-steering`)
     wanctl demo [--scenario NAME] [--speed X] [--fast] [--svg FILE] [--seed N]
                                        watch the real engine on a simulated line; writes an SVG
     wanctl sim [--seed N]... [--scenario NAME] [--trace N]
@@ -177,6 +181,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
                     "sim" => parse_sim(&mut p),
                     "demo" => parse_demo(&mut p),
                     "history" => Ok(Command::History(p.raw_args()?.collect())),
+                    "steering" => parse_steering(&mut p),
                     other => Err(UsageError(format!(
                         "unknown command {other:?}{}; see wanctl --help",
                         suggest(other, SUBCOMMANDS)
@@ -219,6 +224,33 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
         return Err(UsageError("--once and --oneshot exclude each other".into()));
     }
     Ok(Command::Run(run))
+}
+
+/// `steering --config FILE [--debug] [--dry-run] [--seed N]` (the original's
+/// `wanctl-steering` flags, less `--reset`).
+pub fn parse_steering(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    use lexopt::prelude::*;
+    let mut run = RunArgs::default();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("config") | Short('c') => run.configs.push(p.value()?.to_string_lossy().into_owned()),
+            Long("debug") => run.debug = true,
+            Long("dry-run") => run.dry_run = true,
+            Long("seed") => run.seed = Some(parse_seed(p)?),
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Long(flag) => {
+                return Err(UsageError(format!(
+                    "steering: unknown option --{flag}{}",
+                    suggest(&format!("--{flag}"), &["--config", "--debug", "--dry-run", "--seed"])
+                )));
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    if run.configs.len() != 1 {
+        return Err(UsageError("steering: expected exactly one --config FILE".into()));
+    }
+    Ok(Command::Steering(run))
 }
 
 fn parse_demo(p: &mut lexopt::Parser) -> Result<Command, UsageError> {

@@ -26,3 +26,18 @@ pub mod wire;
 
 /// The version string printed by `--version` and reported in health output.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git revision the binary was built from (`git rev-parse --short HEAD`), or `unknown`
+/// when it was built without git (set by `build.rs`).
+pub const GIT_REV: &str = env!("WANCTL_GIT_REV");
+
+/// The target triple the binary was built for (set by `build.rs`).
+pub const TARGET: &str = env!("WANCTL_TARGET");
+
+/// The long version line: `wanctl <version> (<git rev>) <target> features: tls|no-tls`,
+/// e.g. `wanctl 0.1.0 (ae67125) armv7-unknown-linux-musleabihf features: tls`. It names the
+/// target and the TLS feature because a binary copied onto a router carries no other label.
+pub fn version_long() -> String {
+    let features = if cfg!(feature = "tls") { "tls" } else { "no-tls" };
+    format!("wanctl {VERSION} ({GIT_REV}) {TARGET} features: {features}")
+}

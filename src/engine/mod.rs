@@ -18,6 +18,7 @@ pub mod prober;
 pub mod router;
 pub mod state;
 pub mod stats;
+pub mod steering;
 pub mod wan;
 pub mod writer;
 

@@ -8,6 +8,7 @@ pub mod http_server;
 pub mod logger;
 pub mod router_io;
 pub mod status_page;
+pub mod steering_loop;
 pub mod store;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -17,6 +17,7 @@
 //! `base RTT + download delay + upload delay + jitter`, or never (loss, dead reflector).
 
 pub mod scenarios;
+pub mod steering;
 
 use std::time::Duration;
 

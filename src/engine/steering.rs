@@ -1,0 +1,1168 @@
+//! The steering engine (issue 6): everything the steering daemon decides, without I/O.
+//! Pure: measurements and `now` in; router actions, state-file content, health, history
+//! rows and metrics out. No clock, no files, no sockets.
+//!
+//! The daemon watches the primary WAN and, while it is congested, enables a RouterOS mangle
+//! rule that sends latency-sensitive new connections to the alternate WAN
+//! (STEERING.md). Out of scope here: pinging, reading the autorate state file, reading CAKE
+//! counters, talking to the router, writing files (the shell does those and hands the
+//! results in).
+//!
+//! # Calling protocol
+//! ```text
+//! new(cfg, restored_state, now)          [optionally reconcile(): assert the restored state]
+//! every measurement.interval_seconds:
+//!     on_cycle(now, wall_iso, &measurements) -> CycleOutcome   (Failed counts toward the watchdog)
+//!     while let Some(action) = poll_action() { execute it, then later:
+//!         on_action_result(now, wall_iso, Ok(rule_enabled) | Err(kind)) }
+//!     history(unix_ts)  (once per on_cycle)     state().encode()  (save)
+//! any time: health(now) + render_health(..), metrics_text()
+//! ```
+//! At most one action is outstanding. `Ok(b)` means the router verifiably has the rule
+//! enabled (`true`) or disabled (`false`); the local state follows that truth and nothing
+//! else, so the engine never claims a state the router does not have (the original set its
+//! state from the command's exit status and a text match). `Err` leaves the state as it was;
+//! the engine then retries on a later cycle (after [`RETRY_BACKOFF`]): the transition if it is
+//! still wanted, otherwise an action asserting the current state, since after a failed call
+//! the router's real state is unknown.
+//!
+//! # State machine (asymmetric hysteresis, STEERING.md §4)
+//! ```text
+//!                 RED × red_samples_required (legacy: delta > bad_threshold × bad_samples)
+//!   <P>_GOOD ───────────────── SetSteering{enable: true} ── Ok(true) ──▶ <P>_DEGRADED
+//!   steering off  YELLOW/GREEN reset the count                          steering on
+//!       ▲                                                                    │
+//!       └──── Ok(false) ── SetSteering{enable: false} ──── GREEN × green_samples_required
+//!                                      (legacy: delta < recovery × good_samples; else reset)
+//! ```
+//! The confidence controller ([`confidence`]) runs before the hysteresis in the same cycle;
+//! in live mode its decision requests the transition and skips the hysteresis for that
+//! cycle, in dry-run it only logs. The flap brake ([`confidence::FlapBrake`]) scales both.
+//!
+//! # Decisions that differ from the original (each documented where it is made)
+//! * **Outage is not congestion.** A cycle without RTT or without any baseline fails (it
+//!   counts toward the watchdog) and holds the steering state: no transition is requested,
+//!   the RED/bad count is kept (no evidence added or lost), the GREEN count restarts (a
+//!   recovery needs consecutive clean samples), the confidence sustain timers restart. The
+//!   original fell back to the last RTT of its history and kept deciding on it.
+//! * **A CAKE read failure is not congestion.** The cycle runs RTT-only with 0 drops and an
+//!   empty queue (so it can never be RED), as the original; the next successful read
+//!   re-baselines the drop counter instead of charging the drops of the whole failure window
+//!   to one cycle. The first read of the process is a baseline too (the original reported
+//!   the router's lifetime drop count as the first cycle's drops). A counter that went
+//!   backwards (router reboot) counts from zero.
+//! * EWMA inputs out of bounds are clamped, not raised (the original exited the daemon).
+//! * Confidence timers run on real elapsed time; the flap penalty is applied.
+//! * `baseline_rtt` and `last_transition_time` survive a restart; histories are always
+//!   bounded; `time_in_state_seconds` is measured on the monotonic clock (the original's
+//!   health handler crashed on its own ISO string).
+
+pub mod confidence;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use log::{debug, error, info, warn};
+
+use crate::config::{SteeringConfig, SteeringThresholds};
+use crate::engine::connectivity::{Connectivity, FailureKind};
+use crate::engine::health::{Json, py_float, round_to};
+use crate::engine::history::{MetricRow, SteeringChange, SteeringRecord, steering_rows};
+use crate::engine::stats::LogLimiter;
+use crate::time::Instant;
+use crate::wire::routeros::QueueStats;
+
+pub use confidence::{Controller, Decision, FlapBrake, ScoreInputs, compute_score};
+pub use state::{CAKE_STATE_HISTORY_LEN, SteeringState, TransitionRecord};
+
+const TARGET: &str = "wanctl::steering";
+
+/// State names from older single-WAN deployments that count as GOOD.
+pub const LEGACY_GOOD_STATES: [&str; 3] = ["SPECTRUM_GOOD", "WAN1_GOOD", "WAN2_GOOD"];
+
+/// After a failed router action, no new action is issued before this much time has passed
+/// (a refused connection fails in microseconds; at 20 Hz that would be 20 calls a second).
+pub const RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
+/// EWMA input bounds (the original raised beyond these; we clamp).
+const RTT_EWMA_BOUND: f64 = 1000.0;
+const QUEUE_EWMA_BOUND: f64 = 10_000.0;
+
+/// A baseline move larger than this is logged (the original's 5.0 ms).
+const BASELINE_LOG_MOVE_MS: f64 = 5.0;
+
+/// How often a repeated warning (bad baseline, unmeasurable primary, router failing) is
+/// repeated with a count of the suppressed ones.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// What the shell measured this cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Measurements {
+    /// `ewma.baseline_rtt` from the autorate state file, already read and parsed; `None` if
+    /// the file was missing or unusable. Bounds are checked here.
+    pub baseline_ms: Option<f64>,
+    /// Median of this cycle's ping replies; `None` if every attempt failed.
+    pub rtt_ms: Option<f64>,
+    /// CAKE counters of the primary download queue; `None` if not read or the read failed.
+    pub cake: Option<CakeReading>,
+    /// The CAKE read was attempted and failed.
+    pub cake_read_failed: bool,
+}
+
+/// The two CAKE figures steering uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CakeReading {
+    /// Cumulative dropped packets (the engine takes per-cycle deltas).
+    pub dropped: u64,
+    /// Instantaneous backlog, packets.
+    pub queued_packets: u64,
+}
+
+impl CakeReading {
+    /// From a queue read-back; `None` without a `dropped` counter. A missing
+    /// `queued-packets` reads as 0, as the original.
+    pub fn from_stats(q: &QueueStats) -> Option<CakeReading> {
+        Some(CakeReading { dropped: q.dropped?, queued_packets: q.queued_packets.unwrap_or(0) })
+    }
+}
+
+/// What the shell must do on the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Enable (`true`) or disable the mangle rule found by `mangle_rule.comment`, then
+    /// verify it; report with [`SteeringEngine::on_action_result`].
+    SetSteering {
+        /// Desired rule state.
+        enable: bool,
+    },
+}
+
+/// How a cycle went (a failure counts toward the watchdog and health).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CycleOutcome {
+    /// Measured and decided.
+    Ok,
+    /// The primary was unmeasurable; the steering state was held.
+    Failed(&'static str),
+}
+
+/// The CAKE-aware congestion assessment (STEERING.md §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Congestion {
+    /// Healthy.
+    Green,
+    /// Early warning: no action, resets the RED count.
+    Yellow,
+    /// Confirmed congestion: delay, drops and queue together.
+    Red,
+}
+
+impl Congestion {
+    /// The state-file / log string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Congestion::Green => "GREEN",
+            Congestion::Yellow => "YELLOW",
+            Congestion::Red => "RED",
+        }
+    }
+}
+
+/// Health and history code of a congestion state string: GREEN 0, YELLOW 1, RED 2,
+/// anything else 3 (health) — history rows use 0 for "other".
+pub fn state_code(state: &str) -> u8 {
+    match state {
+        "GREEN" => 0,
+        "YELLOW" => 1,
+        "RED" => 2,
+        _ => 3,
+    }
+}
+
+/// Prometheus code: GREEN 1, YELLOW 2, RED 4 (the original's gauge), anything else 0.
+fn prometheus_code(state: &str) -> u8 {
+    match state {
+        "GREEN" => 1,
+        "YELLOW" => 2,
+        "RED" => 4,
+        _ => 0,
+    }
+}
+
+/// RED needs all three signals; YELLOW either the delay or the queue; else GREEN.
+pub fn assess(th: &SteeringThresholds, rtt_delta_ewma: f64, drops: u64, queued: u64) -> Congestion {
+    if rtt_delta_ewma > th.red_rtt_ms && drops >= th.min_drops_red && queued >= th.min_queue_red {
+        Congestion::Red
+    } else if rtt_delta_ewma > th.yellow_rtt_ms || queued >= th.min_queue_yellow {
+        Congestion::Yellow
+    } else {
+        Congestion::Green
+    }
+}
+
+/// The original's EWMA: seeds from the input when the current value is exactly 0.0;
+/// inputs are clamped to `±bound` and non-finite inputs ignored (the original raised).
+pub fn ewma(current: f64, value: f64, alpha: f64, bound: f64) -> f64 {
+    if !value.is_finite() {
+        return current;
+    }
+    let value = value.clamp(-bound, bound);
+    let alpha = alpha.clamp(0.0, 1.0);
+    if current == 0.0 { value } else { (1.0 - alpha) * current + alpha * value }
+}
+
+/// Which mechanism asked for an action (for logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Hysteresis,
+    Confidence,
+    Reconcile,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    enable: bool,
+    polled: bool,
+    source: Source,
+}
+
+/// One successful cycle's figures (history rows).
+#[derive(Debug, Clone, Copy)]
+struct CycleFigures {
+    rtt_ms: f64,
+    baseline_ms: f64,
+    delta_ms: f64,
+    steering: bool,
+    state_code: u8,
+}
+
+#[derive(Debug, Clone)]
+struct Change {
+    enabled: bool,
+    from: String,
+    to: String,
+}
+
+#[derive(Debug, Clone)]
+struct Limiters {
+    baseline: LogLimiter,
+    unmeasurable: LogLimiter,
+    action: LogLimiter,
+}
+
+/// The pure steering engine. See the module docs for the calling protocol.
+#[derive(Debug, Clone)]
+pub struct SteeringEngine {
+    primary_wan: String,
+    good: String,
+    degraded: String,
+    cake_aware: bool,
+    th: SteeringThresholds,
+    history_size: usize,
+    state: SteeringState,
+    controller: Option<Controller>,
+    steer_threshold: f64,
+    flap: FlapBrake,
+    prev_dropped: Option<u64>,
+    pending: Option<Pending>,
+    router_uncertain: bool,
+    retry_after: Option<Instant>,
+    started_at: Instant,
+    last_now: Instant,
+    last_transition_at: Option<Instant>,
+    last_rtt_ms: Option<f64>,
+    cycle: Option<CycleFigures>,
+    cycle_changes: Vec<Change>,
+    confirmed: Vec<Change>,
+    transitions_total: BTreeMap<(String, String), u64>,
+    action_failures: u64,
+    cycles: u64,
+    failed_cycles: u64,
+    logs: Limiters,
+}
+
+impl SteeringEngine {
+    /// An engine for `cfg`, resuming `restored` (the decoded state file) if given.
+    /// The restored state name is normalised: the configured GOOD name, an empty name and
+    /// the legacy names [`LEGACY_GOOD_STATES`] are GOOD; anything else is DEGRADED.
+    pub fn new(cfg: &SteeringConfig, restored: Option<SteeringState>, now: Instant) -> SteeringEngine {
+        let good = cfg.good_state_name();
+        let degraded = cfg.degraded_state_name();
+        let history_size = (cfg.history_size as usize).max(1);
+        let mut state = restored.unwrap_or_else(|| SteeringState::new(&good));
+        state.bound(history_size);
+        state.current_state = normalise_state(&state.current_state, &good, &degraded);
+        let th = cfg.thresholds.clone();
+        if state.baseline_rtt.is_some_and(|b| !(th.baseline_min_ms..=th.baseline_max_ms).contains(&b)) {
+            state.baseline_rtt = None;
+        }
+        let controller = cfg.confidence.as_ref().map(|c| Controller::new(c, cfg.interval));
+        if let Some(c) = &controller {
+            info!(target: TARGET, "[CONFIDENCE] confidence scoring enabled (dry_run={})", c.is_dry_run());
+        }
+        SteeringEngine {
+            primary_wan: cfg.primary_wan.clone(),
+            good,
+            degraded,
+            cake_aware: cfg.cake_aware,
+            th,
+            history_size,
+            state,
+            controller,
+            steer_threshold: cfg.confidence.as_ref().map_or(55.0, |c| c.steer_threshold),
+            flap: FlapBrake::new(cfg.confidence.as_ref()),
+            prev_dropped: None,
+            pending: None,
+            router_uncertain: false,
+            retry_after: None,
+            started_at: now,
+            last_now: now,
+            last_transition_at: None,
+            last_rtt_ms: None,
+            cycle: None,
+            cycle_changes: Vec::new(),
+            confirmed: Vec::new(),
+            transitions_total: BTreeMap::new(),
+            action_failures: 0,
+            cycles: 0,
+            failed_cycles: 0,
+            logs: Limiters {
+                baseline: LogLimiter::new(LOG_EVERY),
+                unmeasurable: LogLimiter::new(LOG_EVERY),
+                action: LogLimiter::new(LOG_EVERY),
+            },
+        }
+    }
+
+    /// True while the current (router-confirmed) state is DEGRADED: steering is on.
+    pub fn is_steering(&self) -> bool {
+        self.state.current_state == self.degraded
+    }
+
+    /// The current state name.
+    pub fn current_state(&self) -> &str {
+        &self.state.current_state
+    }
+
+    /// The action handed out by [`SteeringEngine::poll_action`] and not yet answered.
+    pub fn action_in_flight(&self) -> Option<Action> {
+        self.pending.filter(|p| p.polled).map(|p| Action::SetSteering { enable: p.enable })
+    }
+
+    /// The flap brake (for reports and tests).
+    pub fn flap_brake(&self) -> &FlapBrake {
+        &self.flap
+    }
+
+    /// Asks for an action asserting the current state on the router (use at startup to
+    /// align the rule with a restored state, or after `--reset`). It is issued at once if
+    /// nothing is outstanding, else on a later cycle.
+    pub fn reconcile(&mut self) {
+        self.router_uncertain = true;
+        if self.pending.is_none() {
+            let enable = self.is_steering();
+            self.pending = Some(Pending { enable, polled: false, source: Source::Reconcile });
+        }
+    }
+
+    /// One measurement cycle (see the module docs). `wall_iso` is accepted for symmetry
+    /// with [`SteeringEngine::on_action_result`]; transitions are stamped there.
+    pub fn on_cycle(&mut self, now: Instant, _wall_iso: &str, m: &Measurements) -> CycleOutcome {
+        self.last_now = now;
+        self.cycles += 1;
+        self.cycle_changes = std::mem::take(&mut self.confirmed);
+        self.cycle = None;
+        self.flap.update(now);
+        let (drops, queued) = self.read_cake(m);
+        self.update_baseline(m.baseline_ms, now);
+        let Some(baseline) = self.state.baseline_rtt else {
+            return self.gap(now, "no baseline RTT available");
+        };
+        let Some(rtt) = m.rtt_ms.filter(|r| r.is_finite() && *r >= 0.0) else {
+            return self.gap(now, "no RTT measurement");
+        };
+        self.logs.unmeasurable.reset();
+        self.last_rtt_ms = Some(rtt);
+        let delta = (rtt - baseline).max(0.0);
+        let signal = if self.cake_aware {
+            let s = &mut self.state;
+            s.rtt_delta_ewma = ewma(s.rtt_delta_ewma, delta, self.th.rtt_ewma_alpha, RTT_EWMA_BOUND);
+            s.queue_ewma = ewma(s.queue_ewma, queued as f64, self.th.queue_ewma_alpha, QUEUE_EWMA_BOUND);
+            s.rtt_delta_ewma
+        } else {
+            delta
+        };
+        push_bounded(&mut self.state.history_rtt, rtt, self.history_size);
+        push_bounded(&mut self.state.history_delta, delta, self.history_size);
+
+        // Confidence first, on the previous cycle's congestion state (as wired upstream).
+        let steering = self.is_steering();
+        let threshold = self.flap.steer_threshold(self.steer_threshold, now);
+        let decision = match &mut self.controller {
+            Some(c) => {
+                let inputs = ScoreInputs {
+                    cake_state: &self.state.congestion_state,
+                    rtt_delta_ms: delta,
+                    drops: drops as f64,
+                    queue: queued as f64,
+                    cake_state_history: &self.state.cake_state_history,
+                    drops_history: &self.state.cake_drops_history,
+                    queue_history: &self.state.queue_depth_history,
+                };
+                c.evaluate(now, &inputs, steering, threshold)
+            }
+            None => None,
+        };
+        let congestion = self.cake_aware.then(|| assess(&self.th, signal, drops, queued));
+        if let Some(c) = congestion {
+            self.state.congestion_state = c.as_str().to_string();
+        }
+        match decision {
+            Some(d) => {
+                let enable = d == Decision::Enable;
+                if enable != steering && self.request(now, enable, Source::Confidence) {
+                    let score = self.controller.as_ref().map_or(0, Controller::score);
+                    warn!(
+                        target: TARGET,
+                        "[CONFIDENCE] {} steering (confidence={score}, threshold={threshold})",
+                        if enable { "enabling" } else { "disabling" }
+                    );
+                }
+            }
+            None => self.hysteresis(now, delta, signal, drops, queued, congestion),
+        }
+        if let Some(c) = congestion {
+            push_bounded(&mut self.state.cake_state_history, c.as_str().to_string(), CAKE_STATE_HISTORY_LEN);
+        }
+        self.maybe_reconcile(now);
+        debug!(
+            target: TARGET,
+            "[{}] rtt={rtt:.1}ms delta={delta:.1}ms ewma={signal:.1}ms drops={drops} q={queued} | congestion={} red={} bad={} good={}",
+            self.state.current_state,
+            self.state.congestion_state,
+            self.state.red_count,
+            self.state.bad_count,
+            self.state.good_count
+        );
+        self.cycle = Some(CycleFigures {
+            rtt_ms: rtt,
+            baseline_ms: baseline,
+            delta_ms: delta,
+            steering: self.is_steering(),
+            state_code: match state_code(&self.state.congestion_state) {
+                3 => 0,
+                c => c,
+            },
+        });
+        CycleOutcome::Ok
+    }
+
+    /// The next action for the shell, once. At most one is outstanding.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        match &mut self.pending {
+            Some(p) if !p.polled => {
+                p.polled = true;
+                Some(Action::SetSteering { enable: p.enable })
+            }
+            _ => None,
+        }
+    }
+
+    /// The outcome of the outstanding action: `Ok(b)` = the rule is verified enabled
+    /// (`true`) / disabled on the router; `Err` = unreachable or not confirmed.
+    pub fn on_action_result(&mut self, now: Instant, wall_iso: &str, result: Result<bool, FailureKind>) {
+        self.last_now = now;
+        let Some(p) = self.pending.take() else {
+            warn!(target: TARGET, "router action result without an outstanding action, ignored");
+            return;
+        };
+        let verb = if p.enable { "enable" } else { "disable" };
+        match result {
+            Ok(enabled) => {
+                self.router_uncertain = false;
+                self.retry_after = None;
+                self.logs.action.reset();
+                if enabled != p.enable {
+                    self.action_failures += 1;
+                    self.retry_after = Some(now + RETRY_BACKOFF);
+                    warn!(
+                        target: TARGET,
+                        "asked the router to {verb} the steering rule ({:?}), it reports the rule {}",
+                        p.source,
+                        if enabled { "enabled" } else { "disabled" }
+                    );
+                }
+                if enabled != self.is_steering() {
+                    self.transition(now, wall_iso, enabled);
+                }
+            }
+            Err(kind) => {
+                self.action_failures += 1;
+                self.router_uncertain = true;
+                self.retry_after = Some(now + RETRY_BACKOFF);
+                if let Some(suppressed) = self.logs.action.allow(now) {
+                    error!(
+                        target: TARGET,
+                        "failed to {verb} steering rule ({kind}), staying in {}; will retry{}",
+                        self.state.current_state,
+                        suppressed_note(suppressed)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Read-only view for `/health`.
+    pub fn health(&self, now: Instant) -> SteeringHealth {
+        let since = self.last_transition_at.unwrap_or(self.started_at);
+        let legacy = !self.cake_aware;
+        let (enable_base, disable_base) = if legacy {
+            (self.th.bad_samples, self.th.good_samples)
+        } else {
+            (self.th.red_samples_required, self.th.green_samples_required)
+        };
+        SteeringHealth {
+            enabled: self.state.current_state != self.good,
+            state: self.state.current_state.clone(),
+            mode: match &self.controller {
+                Some(c) if c.is_dry_run() => "dry_run",
+                _ => "active",
+            },
+            congestion_state: self.state.congestion_state.clone(),
+            last_transition_time: self.state.last_transition_time.clone(),
+            time_in_state_seconds: now.saturating_since(since).as_secs_f64(),
+            red_count: self.state.red_count,
+            good_count: self.state.good_count,
+            cake_read_failures: self.state.cake_read_failures,
+            confidence_score: self.controller.as_ref().map(Controller::score),
+            thresholds: HealthThresholds {
+                green_rtt_ms: self.th.green_rtt_ms,
+                yellow_rtt_ms: self.th.yellow_rtt_ms,
+                red_rtt_ms: self.th.red_rtt_ms,
+                red_samples_required: self.th.red_samples_required,
+                green_samples_required: self.th.green_samples_required,
+            },
+            flap: FlapHealth {
+                enabled: self.flap.is_enabled(),
+                active: self.flap.is_active(now),
+                transitions_in_window: self.flap.in_window(now),
+                max_toggles: self.flap.max_toggles(),
+                penalty_remaining_seconds: self.flap.remaining(now).map(|d| d.as_secs_f64()),
+                steer_threshold: self
+                    .controller
+                    .as_ref()
+                    .map(|_| self.flap.steer_threshold(self.steer_threshold, now)),
+                samples_to_enable: self.flap.samples(enable_base, now),
+                samples_to_disable: self.flap.samples(disable_base, now),
+            },
+            baseline_rtt_ms: self.state.baseline_rtt,
+            last_rtt_ms: self.last_rtt_ms,
+            rtt_delta_ewma_ms: self.state.rtt_delta_ewma,
+            action_in_flight: self.pending.map(|p| p.enable),
+            action_failures: self.action_failures,
+            dry_run_decisions: self
+                .controller
+                .as_ref()
+                .filter(|c| c.is_dry_run())
+                .map(Controller::would_decisions),
+            cycles: self.cycles,
+            failed_cycles: self.failed_cycles,
+        }
+    }
+
+    /// The state file content (encode with [`SteeringState::encode`]).
+    pub fn state(&self) -> SteeringState {
+        self.state.clone()
+    }
+
+    /// The state, borrowed.
+    pub fn state_ref(&self) -> &SteeringState {
+        &self.state
+    }
+
+    /// History rows of the last `on_cycle`: the per-cycle batch if it succeeded, plus one
+    /// `wanctl_steering_transition` row per transition confirmed since the cycle before
+    /// it. Call once per `on_cycle` (repeated calls return the same rows).
+    pub fn history(&self, unix_ts: i64) -> Vec<MetricRow> {
+        let f = self.cycle.unwrap_or(CycleFigures {
+            rtt_ms: 0.0,
+            baseline_ms: 0.0,
+            delta_ms: 0.0,
+            steering: self.is_steering(),
+            state_code: 0,
+        });
+        let record = |transition| SteeringRecord {
+            primary_wan: &self.primary_wan,
+            rtt_ms: f.rtt_ms,
+            baseline_ms: f.baseline_ms,
+            delta_ms: f.delta_ms,
+            steering_enabled: f.steering,
+            state_code: f.state_code,
+            transition,
+        };
+        let mut rows = if self.cycle.is_some() { steering_rows(unix_ts, &record(None)) } else { Vec::new() };
+        for c in &self.cycle_changes {
+            let change = SteeringChange { enabled: c.enabled, from_state: &c.from, to_state: &c.to };
+            if let Some(row) = steering_rows(unix_ts, &record(Some(change))).pop() {
+                rows.push(row);
+            }
+        }
+        rows
+    }
+
+    /// Prometheus text: the original's `wanctl_steering_enabled`, `wanctl_congestion_state`
+    /// (GREEN 1, YELLOW 2, RED 4) and `wanctl_steering_transitions_total{from,to,wan}`
+    /// (lower-cased), plus wanctl's additions; same layout as the autorate exposition.
+    pub fn metrics_text(&self) -> String {
+        let wan = escape_label(&self.primary_wan.to_lowercase());
+        let mut out = String::with_capacity(1024);
+        let mut family = |name: &str, help: &str, kind: &str, series: &[(String, String)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in series {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let one = |v: f64| vec![(format!("{{wan=\"{wan}\"}}"), py_float(v))];
+        family(
+            "wanctl_congestion_state",
+            "Steering congestion state (1=GREEN, 2=YELLOW, 4=RED)",
+            "gauge",
+            &one(f64::from(prometheus_code(&self.state.congestion_state))),
+        );
+        if let Some(c) = &self.controller {
+            family(
+                "wanctl_steering_confidence_score",
+                "Steering confidence score (0-100)",
+                "gauge",
+                &one(f64::from(c.score())),
+            );
+        }
+        family(
+            "wanctl_steering_enabled",
+            "Steering rule enabled (1) or not (0)",
+            "gauge",
+            &one(if self.is_steering() { 1.0 } else { 0.0 }),
+        );
+        family(
+            "wanctl_steering_flap_brake_active",
+            "Flap brake penalty in force (1) or not (0)",
+            "gauge",
+            &one(if self.flap.is_active(self.last_now) { 1.0 } else { 0.0 }),
+        );
+        let count = |v: u64| vec![(format!("{{wan=\"{wan}\"}}"), v.to_string())];
+        family(
+            "wanctl_steering_action_failures_total",
+            "Steering rule changes the router did not confirm",
+            "counter",
+            &count(self.action_failures),
+        );
+        family(
+            "wanctl_steering_cycles_failed_total",
+            "Steering cycles without a usable measurement",
+            "counter",
+            &count(self.failed_cycles),
+        );
+        let transitions: Vec<(String, String)> = self
+            .transitions_total
+            .iter()
+            .map(|((from, to), n)| {
+                (
+                    format!("{{from=\"{}\",to=\"{}\",wan=\"{wan}\"}}", escape_label(from), escape_label(to)),
+                    n.to_string(),
+                )
+            })
+            .collect();
+        if !transitions.is_empty() {
+            family(
+                "wanctl_steering_transitions_total",
+                "Steering state transitions",
+                "counter",
+                &transitions,
+            );
+        }
+        out
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Cycle steps
+    // -----------------------------------------------------------------------------------
+
+    /// CAKE figures for this cycle: (drops since the last good read, queued packets).
+    fn read_cake(&mut self, m: &Measurements) -> (u64, u64) {
+        if !self.cake_aware {
+            return (0, 0);
+        }
+        match m.cake {
+            Some(r) => {
+                if self.state.cake_read_failures > 0 {
+                    info!(
+                        target: TARGET,
+                        "CAKE stats readable again after {} failures", self.state.cake_read_failures
+                    );
+                }
+                self.state.cake_read_failures = 0;
+                let drops = match self.prev_dropped {
+                    None => 0,
+                    Some(prev) if r.dropped >= prev => r.dropped - prev,
+                    Some(_) => r.dropped,
+                };
+                self.prev_dropped = Some(r.dropped);
+                push_bounded(&mut self.state.cake_drops_history, drops, self.history_size);
+                push_bounded(&mut self.state.queue_depth_history, r.queued_packets, self.history_size);
+                (drops, r.queued_packets)
+            }
+            None if m.cake_read_failed => {
+                self.prev_dropped = None;
+                let s = &mut self.state;
+                s.cake_read_failures = s.cake_read_failures.saturating_add(1);
+                match s.cake_read_failures {
+                    1 => warn!(
+                        target: TARGET,
+                        "CAKE stats read failed, using RTT-only decisions (failure 1)"
+                    ),
+                    3 => error!(
+                        target: TARGET,
+                        "CAKE stats read failed 3 times, entering degraded mode (RTT-only decisions)"
+                    ),
+                    _ => {}
+                }
+                (0, 0)
+            }
+            None => (0, 0),
+        }
+    }
+
+    fn update_baseline(&mut self, value: Option<f64>, now: Instant) {
+        let Some(v) = value.filter(|v| v.is_finite()) else {
+            return;
+        };
+        let (min, max) = (self.th.baseline_min_ms, self.th.baseline_max_ms);
+        if !(min..=max).contains(&v) {
+            if let Some(suppressed) = self.logs.baseline.allow(now) {
+                warn!(
+                    target: TARGET,
+                    "Baseline RTT out of bounds [{min}, {max}]: {v} ms, ignoring (possible autorate compromise){}",
+                    suppressed_note(suppressed)
+                );
+            }
+            return;
+        }
+        match self.state.baseline_rtt {
+            None => info!(target: TARGET, "Initialized baseline RTT: {v:.2} ms"),
+            Some(old) if (v - old).abs() > BASELINE_LOG_MOVE_MS => {
+                info!(target: TARGET, "Baseline RTT updated: {old:.2} ms -> {v:.2} ms")
+            }
+            Some(_) => {}
+        }
+        self.state.baseline_rtt = Some(v);
+    }
+
+    /// An unmeasurable cycle: hold the steering state (see the module docs).
+    fn gap(&mut self, now: Instant, reason: &'static str) -> CycleOutcome {
+        self.failed_cycles += 1;
+        self.state.good_count = 0;
+        if let Some(c) = &mut self.controller {
+            c.on_gap();
+        }
+        self.maybe_reconcile(now);
+        if let Some(suppressed) = self.logs.unmeasurable.allow(now) {
+            warn!(
+                target: TARGET,
+                "primary WAN unmeasurable ({reason}), holding {}{}",
+                self.state.current_state,
+                suppressed_note(suppressed)
+            );
+        }
+        CycleOutcome::Failed(reason)
+    }
+
+    /// The asymmetric hysteresis (STEERING.md §4.3), with the flap brake's sample counts.
+    fn hysteresis(
+        &mut self,
+        now: Instant,
+        delta: f64,
+        signal: f64,
+        drops: u64,
+        queued: u64,
+        congestion: Option<Congestion>,
+    ) {
+        let steering = self.is_steering();
+        let wan = self.primary_wan.to_uppercase();
+        let (bad, good, need_bad, need_good) = match congestion {
+            Some(c) => (
+                c == Congestion::Red,
+                c == Congestion::Green,
+                self.flap.samples(self.th.red_samples_required, now),
+                self.flap.samples(self.th.green_samples_required, now),
+            ),
+            None => (
+                delta > self.th.bad_threshold_ms,
+                delta < self.th.recovery_threshold_ms,
+                self.flap.samples(self.th.bad_samples, now),
+                self.flap.samples(self.th.good_samples, now),
+            ),
+        };
+        let s = &mut self.state;
+        if !steering {
+            s.good_count = 0;
+            let count = if congestion.is_some() { &mut s.red_count } else { &mut s.bad_count };
+            if !bad {
+                *count = 0;
+                return;
+            }
+            *count = count.saturating_add(1);
+            let n = *count;
+            if n >= need_bad && self.request(now, true, Source::Hysteresis) {
+                warn!(
+                    target: TARGET,
+                    "{wan} DEGRADED detected - delta={delta:.1}ms ewma={signal:.1}ms drops={drops} q={queued} (sustained {n} samples, {need_bad} required)"
+                );
+            }
+        } else {
+            s.red_count = 0;
+            s.bad_count = 0;
+            if !good {
+                s.good_count = 0;
+                return;
+            }
+            s.good_count = s.good_count.saturating_add(1);
+            let n = s.good_count;
+            if n >= need_good && self.request(now, false, Source::Hysteresis) {
+                info!(
+                    target: TARGET,
+                    "{wan} RECOVERED - delta={delta:.1}ms ewma={signal:.1}ms (sustained {n} samples, {need_good} required)"
+                );
+            }
+        }
+    }
+
+    /// Queues an action unless one is outstanding or the retry back-off runs. An unpolled
+    /// action for the other direction (a reconcile) is replaced.
+    fn request(&mut self, now: Instant, enable: bool, source: Source) -> bool {
+        if let Some(p) = &self.pending
+            && (p.polled || p.enable == enable)
+        {
+            return false;
+        }
+        if self.retry_after.is_some_and(|t| now < t) {
+            return false;
+        }
+        self.pending = Some(Pending { enable, polled: false, source });
+        true
+    }
+
+    /// After a failed action the router's state is unknown: assert ours.
+    fn maybe_reconcile(&mut self, now: Instant) {
+        if self.router_uncertain && self.pending.is_none() {
+            let enable = self.is_steering();
+            self.request(now, enable, Source::Reconcile);
+        }
+    }
+
+    /// A router-confirmed transition.
+    fn transition(&mut self, now: Instant, wall_iso: &str, enable: bool) {
+        let from = self.state.current_state.clone();
+        let to = if enable { self.degraded.clone() } else { self.good.clone() };
+        let s = &mut self.state;
+        s.transitions.push_back(TransitionRecord {
+            timestamp: wall_iso.to_string(),
+            from: from.clone(),
+            to: to.clone(),
+            bad_count: s.bad_count,
+            good_count: s.good_count,
+        });
+        while s.transitions.len() > self.history_size {
+            s.transitions.pop_front();
+        }
+        s.last_transition_time = Some(wall_iso.to_string());
+        s.current_state = to.clone();
+        s.red_count = 0;
+        s.bad_count = 0;
+        s.good_count = 0;
+        self.last_transition_at = Some(now);
+        *self.transitions_total.entry((from.to_lowercase(), to.to_lowercase())).or_default() += 1;
+        self.flap.record(now);
+        self.flap.update(now);
+        if let Some(c) = &mut self.controller {
+            c.on_transition(enable);
+        }
+        warn!(
+            target: TARGET,
+            "State transition: {from} -> {to} (steering {})",
+            if enable { "enabled: latency-sensitive traffic to the alternate WAN" } else { "disabled" }
+        );
+        self.confirmed.push(Change { enabled: enable, from, to });
+    }
+}
+
+fn normalise_state(name: &str, good: &str, degraded: &str) -> String {
+    if name == good || name.is_empty() {
+        return good.to_string();
+    }
+    if LEGACY_GOOD_STATES.contains(&name) {
+        warn!(target: TARGET, "Legacy state name '{name}' detected, normalized to '{good}'");
+        return good.to_string();
+    }
+    if name != degraded {
+        warn!(target: TARGET, "State name '{name}' is not {good}: treated as {degraded}");
+    }
+    degraded.to_string()
+}
+
+fn push_bounded<T>(d: &mut std::collections::VecDeque<T>, v: T, n: usize) {
+    d.push_back(v);
+    while d.len() > n {
+        d.pop_front();
+    }
+}
+
+fn suppressed_note(n: u64) -> String {
+    if n == 0 { String::new() } else { format!(" ({n} similar suppressed)") }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+// ---------------------------------------------------------------------------------------
+// Health
+// ---------------------------------------------------------------------------------------
+
+/// Config thresholds mirrored in `/health`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthThresholds {
+    /// `green_rtt_ms`.
+    pub green_rtt_ms: f64,
+    /// `yellow_rtt_ms`.
+    pub yellow_rtt_ms: f64,
+    /// `red_rtt_ms`.
+    pub red_rtt_ms: f64,
+    /// `red_samples_required` (configured, without the flap penalty).
+    pub red_samples_required: u32,
+    /// `green_samples_required` (configured).
+    pub green_samples_required: u32,
+}
+
+/// The flap brake in `/health` (wanctl addition).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlapHealth {
+    /// Flap detection configured on.
+    pub enabled: bool,
+    /// Penalty in force.
+    pub active: bool,
+    /// Confirmed transitions in the current window.
+    pub transitions_in_window: usize,
+    /// `max_toggles`.
+    pub max_toggles: usize,
+    /// Seconds of penalty left.
+    pub penalty_remaining_seconds: Option<f64>,
+    /// Confidence steer threshold in force (with a confidence controller).
+    pub steer_threshold: Option<f64>,
+    /// Samples in force to enable steering (RED, or legacy bad samples).
+    pub samples_to_enable: u32,
+    /// Samples in force to disable steering (GREEN, or legacy good samples).
+    pub samples_to_disable: u32,
+}
+
+/// What `/health` shows of the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SteeringHealth {
+    /// Current state is not the GOOD name.
+    pub enabled: bool,
+    /// Current state name.
+    pub state: String,
+    /// `dry_run` with a dry-run confidence controller, else `active`.
+    pub mode: &'static str,
+    /// Last congestion assessment.
+    pub congestion_state: String,
+    /// ISO time of the last transition (state file value).
+    pub last_transition_time: Option<String>,
+    /// Since the last transition of this process, or since start (monotonic).
+    pub time_in_state_seconds: f64,
+    /// RED count.
+    pub red_count: u32,
+    /// GREEN count.
+    pub good_count: u32,
+    /// Consecutive failed CAKE reads.
+    pub cake_read_failures: u32,
+    /// Confidence score, only with a controller.
+    pub confidence_score: Option<u32>,
+    /// Config thresholds.
+    pub thresholds: HealthThresholds,
+    /// Flap brake (addition).
+    pub flap: FlapHealth,
+    /// Baseline in use (addition).
+    pub baseline_rtt_ms: Option<f64>,
+    /// Last RTT (addition).
+    pub last_rtt_ms: Option<f64>,
+    /// Delta EWMA (addition).
+    pub rtt_delta_ewma_ms: f64,
+    /// Desired rule state of an outstanding action (addition).
+    pub action_in_flight: Option<bool>,
+    /// Router actions not confirmed (addition).
+    pub action_failures: u64,
+    /// Dry-run (would enable, would disable) counts, with a dry-run controller (addition).
+    pub dry_run_decisions: Option<(u64, u64)>,
+    /// Cycles run (addition).
+    pub cycles: u64,
+    /// Cycles that failed (addition).
+    pub failed_cycles: u64,
+}
+
+/// The router connectivity figures `/health` shows (the shell owns the [`Connectivity`]
+/// and feeds it from every router exchange: CAKE reads and rule changes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RouterStatus {
+    /// Reachable.
+    pub is_reachable: bool,
+    /// Consecutive failures.
+    pub consecutive_failures: u32,
+    /// Last failure kind.
+    pub last_failure_type: Option<&'static str>,
+    /// Monotonic seconds of the last failure (as the original: not wall time).
+    pub last_failure_time: Option<f64>,
+    /// Current outage length (s).
+    pub outage_duration_seconds: Option<f64>,
+}
+
+impl RouterStatus {
+    /// The figures of `c` at `now`.
+    pub fn of(c: &Connectivity, now: Instant) -> RouterStatus {
+        RouterStatus {
+            is_reachable: c.is_reachable(),
+            consecutive_failures: c.consecutive_failures(),
+            last_failure_type: c.last_failure().map(|(k, _)| k.as_str()),
+            last_failure_time: c.last_failure().map(|(_, t)| t.as_secs_f64()),
+            outage_duration_seconds: c.outage_duration(now).map(|d| d.as_secs_f64()),
+        }
+    }
+}
+
+/// The steering `/health` response: (HTTP status, JSON body). v1.8 fields in the
+/// original's order (INTERFACES.md §2.3), then wanctl's additions. 200 iff fewer than 3
+/// consecutive failed cycles and the router reachable; else 503 with `degraded`.
+/// `router` is the shell's router reachability (fed by every router exchange), read at `now`.
+pub fn render_health(
+    h: &SteeringHealth,
+    uptime_s: f64,
+    version: &str,
+    pid: u32,
+    consecutive_failures: u32,
+    router: &Connectivity,
+    now: Instant,
+) -> (u16, String) {
+    render_health_with(h, uptime_s, version, pid, consecutive_failures, &RouterStatus::of(router, now))
+}
+
+/// [`render_health`] with the router figures already taken.
+pub fn render_health_with(
+    h: &SteeringHealth,
+    uptime_s: f64,
+    version: &str,
+    pid: u32,
+    consecutive_failures: u32,
+    router: &RouterStatus,
+) -> (u16, String) {
+    let healthy = consecutive_failures < 3 && router.is_reachable;
+    let mut j = Json::default();
+    j.open();
+    j.key("status").str(if healthy { "healthy" } else { "degraded" });
+    j.key("uptime_seconds").float(round_to(uptime_s, 1));
+    j.key("version").str(version);
+    j.key("steering").open();
+    j.key("enabled").bool(h.enabled);
+    j.key("state").str(&h.state);
+    j.key("mode").str(h.mode);
+    j.close();
+    j.key("congestion").open();
+    j.key("primary").open();
+    j.key("state").str(&h.congestion_state);
+    j.key("state_code").int(i128::from(state_code(&h.congestion_state)));
+    j.close();
+    j.close();
+    j.key("decision").open();
+    j.key("last_transition_time");
+    match &h.last_transition_time {
+        Some(t) => j.str(t),
+        None => j.null(),
+    };
+    j.key("time_in_state_seconds").float(round_to(h.time_in_state_seconds, 1));
+    j.close();
+    j.key("counters").open();
+    j.key("red_count").int(i128::from(h.red_count));
+    j.key("good_count").int(i128::from(h.good_count));
+    j.key("cake_read_failures").int(i128::from(h.cake_read_failures));
+    j.close();
+    if let Some(score) = h.confidence_score {
+        j.key("confidence").open();
+        j.key("primary").int(i128::from(score));
+        j.close();
+    }
+    j.key("errors").open();
+    j.key("consecutive_failures").int(i128::from(consecutive_failures));
+    j.key("cake_read_failures").int(i128::from(h.cake_read_failures));
+    j.close();
+    j.key("thresholds").open();
+    j.key("green_rtt_ms").float(h.thresholds.green_rtt_ms);
+    j.key("yellow_rtt_ms").float(h.thresholds.yellow_rtt_ms);
+    j.key("red_rtt_ms").float(h.thresholds.red_rtt_ms);
+    j.key("red_samples_required").int(i128::from(h.thresholds.red_samples_required));
+    j.key("green_samples_required").int(i128::from(h.thresholds.green_samples_required));
+    j.close();
+    j.key("router_connectivity").open();
+    j.key("is_reachable").bool(router.is_reachable);
+    j.key("consecutive_failures").int(i128::from(router.consecutive_failures));
+    j.key("last_failure_type");
+    match router.last_failure_type {
+        Some(t) => j.str(t),
+        None => j.null(),
+    };
+    j.key("last_failure_time").opt_float(router.last_failure_time);
+    j.key("outage_duration_seconds").opt_float(router.outage_duration_seconds.map(|d| round_to(d, 1)));
+    j.close();
+    j.key("pid").int(i128::from(pid));
+    j.key("router_reachable").bool(router.is_reachable);
+    // wanctl additions.
+    let f = &h.flap;
+    j.key("flap_brake").open();
+    j.key("enabled").bool(f.enabled);
+    j.key("active").bool(f.active);
+    j.key("transitions_in_window").int(f.transitions_in_window as i128);
+    j.key("max_toggles").int(f.max_toggles as i128);
+    j.key("penalty_remaining_seconds").opt_float(f.penalty_remaining_seconds.map(|s| round_to(s, 1)));
+    j.key("steer_threshold").opt_float(f.steer_threshold);
+    j.key("samples_to_enable").int(i128::from(f.samples_to_enable));
+    j.key("samples_to_disable").int(i128::from(f.samples_to_disable));
+    j.close();
+    j.key("measurement").open();
+    j.key("baseline_rtt_ms").opt_float(h.baseline_rtt_ms.map(|v| round_to(v, 2)));
+    j.key("last_rtt_ms").opt_float(h.last_rtt_ms.map(|v| round_to(v, 2)));
+    j.key("rtt_delta_ewma_ms").float(round_to(h.rtt_delta_ewma_ms, 2));
+    j.close();
+    j.key("router_action").open();
+    j.key("in_flight");
+    match h.action_in_flight {
+        Some(true) => j.str("enable"),
+        Some(false) => j.str("disable"),
+        None => j.null(),
+    };
+    j.key("failures").int(i128::from(h.action_failures));
+    j.close();
+    if let Some((en, dis)) = h.dry_run_decisions {
+        j.key("dry_run_decisions").open();
+        j.key("would_enable").int(i128::from(en));
+        j.key("would_disable").int(i128::from(dis));
+        j.close();
+    }
+    j.key("cycles").int(i128::from(h.cycles));
+    j.key("failed_cycles").int(i128::from(h.failed_cycles));
+    j.close();
+    (if healthy { 200 } else { 503 }, j.finish())
+}
+
+#[cfg(test)]
+mod tests;
