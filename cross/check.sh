@@ -63,6 +63,10 @@ case "$version" in
     wanctl\ *) ;;
     *) fail "--version printed: $version" ;;
 esac
+# The long form (`wanctl V (REV) TARGET features: …`) must name the target it was built for.
+case "$version" in
+    *" features: "*) case "$version" in *" $target features: "*) ;; *) fail "--version names another target: $version" ;; esac ;;
+esac
 
 help=$(run --help)
 say "--help: $(printf '%s\n' "$help" | wc -l) lines"

@@ -27,6 +27,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         let mut p = lexopt::Parser::from_args(args.into_iter().skip(1));
         return match cli::parse_steering(&mut p) {
             Ok(Command::Steering(a)) => steering(&a),
+            Ok(Command::Version) => {
+                println!("{}", crate::version_long());
+                ExitCode::SUCCESS
+            }
             Ok(_) => {
                 print!("{}", cli::HELP);
                 ExitCode::SUCCESS
@@ -47,7 +51,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     };
     match cmd {
         Command::Version => {
-            println!("wanctl {}", crate::VERSION);
+            println!("{}", crate::version_long());
             ExitCode::SUCCESS
         }
         Command::Help => {

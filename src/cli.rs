@@ -238,6 +238,7 @@ pub fn parse_steering(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
             Long("dry-run") => run.dry_run = true,
             Long("seed") => run.seed = Some(parse_seed(p)?),
             Long("help") | Short('h') => return Ok(Command::Help),
+            Long("version") | Short('V') => return Ok(Command::Version),
             Long(flag) => {
                 return Err(UsageError(format!(
                     "steering: unknown option --{flag}{}",

@@ -32,13 +32,13 @@ const MAX_PROBE_DOUBLINGS: u32 = 4;
 const SLOPE_WINDOW: Duration = Duration::from_millis(50);
 /// Tokens kept back from probes near a known capacity, so a recovery (or the cuts after a
 /// failed probe) never finds the bucket empty.
-const PROBE_RESERVE: f64 = 4.0;
+const PROBE_RESERVE: f64 = 1.0;
 /// Debt (tokens) a recovery climb far from any known capacity may run up: it is repaid by
 /// the reserve that near-capacity probes keep, and keeps the long-run write rate bounded
 /// (see `engine::writer`).
 const RECOVERY_DEBT: f64 = 5.0;
-/// A capacity estimate this old no longer holds probes back for the reserve.
-const NEAR_PROBE_PATIENCE: Duration = Duration::from_secs(20);
+/// Least time between a cut and the next probe near a known capacity.
+const NEAR_PROBE_PATIENCE: Duration = Duration::from_secs(8);
 /// Probe size near a known capacity, as a fraction of it.
 const NEAR_PROBE: f64 = 0.1;
 /// GREEN this long after an increase confirms it.
@@ -507,8 +507,11 @@ impl WanController {
             });
             // Near a known capacity, probe when the budget has room to spare, or once the
             // estimate has stood for a while (the capacity may have grown since).
-            let hint_age = hint.map_or(Duration::ZERO, |(_, at)| now.saturating_since(at));
-            if near_hint && self.writer.tokens() < 1.0 + PROBE_RESERVE && hint_age < NEAR_PROBE_PATIENCE {
+            // Near a known capacity, probe when the budget has a token to spare beyond the
+            // probe itself, and not sooner than NEAR_PROBE_PATIENCE after the last cut: at
+            // most about one probe (up, and back if it fails) per interval.
+            let since_cut = self.last_cut_at.map_or(Duration::MAX, |t| now.saturating_since(t));
+            if near_hint && (self.writer.tokens() < 1.0 + PROBE_RESERVE || since_cut < NEAR_PROBE_PATIENCE) {
                 return;
             }
             if !near_hint {
