@@ -29,8 +29,10 @@ fn read(clock: ClockId) -> TimeSpec {
     clock_gettime(clock).expect("invariant: clock_gettime of a standard clock cannot fail")
 }
 
+// time_t and c_long are i32 on 32-bit targets (armv7), i64 on 64-bit ones: widen first.
+#[allow(clippy::useless_conversion)]
 fn micros(ts: TimeSpec) -> i64 {
-    ts.tv_sec().saturating_mul(1_000_000).saturating_add(ts.tv_nsec() / 1_000)
+    i64::from(ts.tv_sec()).saturating_mul(1_000_000).saturating_add(i64::from(ts.tv_nsec()) / 1_000)
 }
 
 /// The current CLOCK_MONOTONIC time. Call once per loop wakeup and pass it down.
@@ -40,8 +42,9 @@ pub fn now() -> Instant {
 }
 
 /// Wall-clock seconds since the Unix epoch (CLOCK_REALTIME), for row stamps only.
+#[allow(clippy::useless_conversion)] // time_t is i32 on 32-bit targets
 pub fn wall_unix_secs() -> i64 {
-    read(ClockId::CLOCK_REALTIME).tv_sec()
+    i64::from(read(ClockId::CLOCK_REALTIME).tv_sec())
 }
 
 /// Wall-clock microseconds since the Unix epoch (CLOCK_REALTIME), for row stamps only.

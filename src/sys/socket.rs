@@ -271,8 +271,10 @@ fn try_open(family: Family, kind: IcmpKind, opts: &BindOptions) -> Result<IcmpSo
     Ok(IcmpSocket { fd, family, kind, kernel_ident, cmsg: nix::cmsg_space!(libc::timespec) })
 }
 
+// time_t and c_long are i32 on 32-bit targets (armv7), i64 on 64-bit ones: widen first.
+#[allow(clippy::useless_conversion)]
 fn timespec_micros(ts: TimeSpec) -> i64 {
-    ts.tv_sec().saturating_mul(1_000_000).saturating_add(ts.tv_nsec() / 1_000)
+    i64::from(ts.tv_sec()).saturating_mul(1_000_000).saturating_add(i64::from(ts.tv_nsec()) / 1_000)
 }
 
 fn storage_ip(s: &SockaddrStorage) -> Option<IpAddr> {
