@@ -546,17 +546,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                     drain_icmp(io, w, k, now, &mut recv_buf, &mut inputs);
                 }
                 t if health_server.as_ref().is_some_and(|s| s.owns(t)) => {
-                    let snapshot = || {
-                        let mut snap = daemon.snapshot(now, started);
-                        snap.pid = std::process::id();
-                        for (i, w) in snap.wans.iter_mut().enumerate() {
-                            w.transport = links.get(i).map(|l| transport_name(l.active()));
-                            if let Some(h) = latency.get(i) {
-                                w.router_latency = h.clone();
-                            }
-                        }
-                        snap
-                    };
+                    let snapshot = || snapshot_of(&daemon, now, started, &links, &latency);
                     let db = history_path.clone();
                     let recent = &recent;
                     let mut handler = |req: &HttpRequest| {
@@ -571,17 +561,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                     }
                 }
                 t if metrics_server.as_ref().is_some_and(|s| s.owns(t)) => {
-                    let snapshot = || {
-                        let mut snap = daemon.snapshot(now, started);
-                        snap.pid = std::process::id();
-                        for (i, w) in snap.wans.iter_mut().enumerate() {
-                            w.transport = links.get(i).map(|l| transport_name(l.active()));
-                            if let Some(h) = latency.get(i) {
-                                w.router_latency = h.clone();
-                            }
-                        }
-                        snap
-                    };
+                    let snapshot = || snapshot_of(&daemon, now, started, &links, &latency);
                     let mut handler = |req: &HttpRequest| metrics_response(req, &snapshot);
                     if let Some(srv) = metrics_server.as_mut() {
                         srv.on_event(ev, now, &mut poll, &mut handler);
@@ -1165,4 +1145,24 @@ impl History {
     fn next_deadline(&self) -> Instant {
         (self.last_flush + self.flush_every).min(self.next_maintenance)
     }
+}
+
+/// The daemon's snapshot completed with what only the shell knows: pid, active transport
+/// and router latency per WAN.
+fn snapshot_of(
+    daemon: &Daemon,
+    now: Instant,
+    started: Instant,
+    links: &[RouterLink],
+    latency: &[Histogram],
+) -> health::Snapshot {
+    let mut snap = daemon.snapshot(now, started);
+    snap.pid = std::process::id();
+    for (i, w) in snap.wans.iter_mut().enumerate() {
+        w.transport = links.get(i).map(|l| transport_name(l.active()));
+        if let Some(h) = latency.get(i) {
+            w.router_latency = h.clone();
+        }
+    }
+    snap
 }
