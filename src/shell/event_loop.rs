@@ -467,6 +467,30 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
     let mut once_done = false;
     let mut exit_code: Option<u8> = None;
 
+    // Executes the daemon's outputs and turns finished router commands into inputs.
+    macro_rules! pump {
+        ($now:expr) => {
+            execute(
+                &mut daemon,
+                &mut ios,
+                &mut poll,
+                &notifier,
+                &mut inputs,
+                &mut exit_code,
+                $now,
+                ExecCtx {
+                    send_buf: &mut send_buf,
+                    rng: &mut rng,
+                    save_log: &mut save_log,
+                    measured_only,
+                    links: &mut links,
+                    routers: &mut routers,
+                    submitted: &mut submitted,
+                },
+            );
+            collect_completions(&mut routers, &mut inputs, $now, &mut submitted, &mut latency);
+        };
+    }
     while exit_code.is_none() {
         let now = clock::now();
         let mut deadline = daemon.poll_timeout();
@@ -608,25 +632,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         collect_completions(&mut routers, &mut inputs, now, &mut submitted, &mut latency);
         while let Some(input) = inputs.pop_front() {
             daemon.handle_input(now, input);
-            execute(
-                &mut daemon,
-                &mut ios,
-                &mut poll,
-                &notifier,
-                &mut inputs,
-                &mut exit_code,
-                now,
-                ExecCtx {
-                    send_buf: &mut send_buf,
-                    rng: &mut rng,
-                    save_log: &mut save_log,
-                    measured_only,
-                    links: &mut links,
-                    routers: &mut routers,
-                    submitted: &mut submitted,
-                },
-            );
-            collect_completions(&mut routers, &mut inputs, now, &mut submitted, &mut latency);
+            pump!(now);
         }
         if let Some(h) = history.as_mut() {
             h.record(&daemon);
@@ -636,25 +642,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
             recent.record(&daemon, clock::wall_unix_secs());
         }
         daemon.handle_timeout(now);
-        execute(
-            &mut daemon,
-            &mut ios,
-            &mut poll,
-            &notifier,
-            &mut inputs,
-            &mut exit_code,
-            now,
-            ExecCtx {
-                send_buf: &mut send_buf,
-                rng: &mut rng,
-                save_log: &mut save_log,
-                measured_only,
-                links: &mut links,
-                routers: &mut routers,
-                submitted: &mut submitted,
-            },
-        );
-        collect_completions(&mut routers, &mut inputs, now, &mut submitted, &mut latency);
+        pump!(now);
         if !inputs.is_empty() {
             continue;
         }

@@ -87,11 +87,11 @@ pub fn client_config(
     let config = match (pin_sha256, verify) {
         (Some(pin), _) => {
             let sha256 = sha256_hash(&provider)?;
-            let verifier = PinnedCert { pin, sha256, algorithms };
+            let verifier = OwnVerifier { pin: Some((pin, sha256)), algorithms };
             builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
         }
         (None, false) => {
-            let verifier = AnyCert { algorithms };
+            let verifier = OwnVerifier { pin: None, algorithms };
             builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
         }
         (None, true) => {
@@ -238,20 +238,27 @@ fn short_io(e: &io::Error) -> String {
 // ---------------------------------------------------------------------------------------
 // Verifiers
 
-/// `router.cert_sha256`: accepts exactly one end-entity certificate.
-struct PinnedCert {
-    pin: [u8; 32],
-    sha256: &'static dyn Hash,
+/// The verifier for `router.cert_sha256` (accept exactly one end-entity certificate) and for
+/// `router.verify_ssl: false` (accept any certificate). Either way the handshake must be
+/// signed by the key of the certificate presented.
+struct OwnVerifier {
+    /// `None`: any certificate.
+    pin: Option<([u8; 32], &'static dyn Hash)>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl fmt::Debug for PinnedCert {
+impl fmt::Debug for OwnVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PinnedCert").field("pin", &format_fingerprint(&self.pin)).finish_non_exhaustive()
+        match &self.pin {
+            Some((pin, _)) => {
+                f.debug_struct("PinnedCert").field("pin", &format_fingerprint(pin)).finish_non_exhaustive()
+            }
+            None => f.write_str("AnyCert"),
+        }
     }
 }
 
-impl ServerCertVerifier for PinnedCert {
+impl ServerCertVerifier for OwnVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -260,61 +267,15 @@ impl ServerCertVerifier for PinnedCert {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let got = sha256_of(self.sha256, end_entity.as_ref());
+        let Some((pin, sha256)) = self.pin else { return Ok(ServerCertVerified::assertion()) };
+        let got = sha256_of(sha256, end_entity.as_ref());
         // A plain comparison is fine: the pin is a public fingerprint, not a secret.
-        if got == self.pin {
+        if got == pin {
             Ok(ServerCertVerified::assertion())
         } else {
             let mismatch = PinMismatch { presented: got };
             Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(mismatch)))))
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// `router.verify_ssl: false`: any certificate, but the handshake must still be signed by
-/// the key of the certificate presented.
-struct AnyCert {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl fmt::Debug for AnyCert {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AnyCert")
-    }
-}
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
