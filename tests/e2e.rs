@@ -184,7 +184,7 @@ fn capacity_drop_is_cut_and_drained_and_the_rate_climbs_back_after_recovery() {
     need_root!();
     let mut bed = Testbed::start("step");
     let trace = CapacityTrace::Steps(vec![(0.0, 100.0), (8.0, 40.0), (26.0, 100.0)]);
-    let s = bed.drive(&trace, 42, |_| {});
+    let s = bed.drive(&trace, 56, |_| {});
     let (code, log) = bed.stop();
     assert_eq!(code, 0, "{log}");
     let cut = first(&s, 8.0, |x| x.shaped < 40.0);
