@@ -453,6 +453,25 @@ pub struct ConfidenceConfig {
     pub dry_run: bool,
 }
 
+impl Default for ConfidenceConfig {
+    /// The `confidence` block's documented defaults (CONFIG.md §4.2).
+    fn default() -> ConfidenceConfig {
+        ConfidenceConfig {
+            steer_threshold: 55.0,
+            recovery_threshold: 20.0,
+            sustain_duration: Duration::from_secs(2),
+            recovery_sustain: Duration::from_secs(3),
+            hold_down_duration: Duration::from_secs(30),
+            flap_detection_enabled: true,
+            flap_window: Duration::from_secs(300),
+            max_toggles: 4,
+            penalty_duration: Duration::from_secs(60),
+            penalty_threshold_add: 15.0,
+            dry_run: true,
+        }
+    }
+}
+
 /// One steering file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SteeringConfig {

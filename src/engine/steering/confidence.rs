@@ -342,28 +342,11 @@ pub struct FlapBrake {
     engagements: u64,
 }
 
-/// The `confidence` block's documented defaults, used for the flap brake when the block
-/// is absent (the brake protects the plain hysteresis mode too).
-fn default_flap() -> ConfidenceConfig {
-    ConfidenceConfig {
-        steer_threshold: 55.0,
-        recovery_threshold: 20.0,
-        sustain_duration: Duration::from_secs(2),
-        recovery_sustain: Duration::from_secs(3),
-        hold_down_duration: Duration::from_secs(30),
-        flap_detection_enabled: true,
-        flap_window: Duration::from_secs(300),
-        max_toggles: 4,
-        penalty_duration: Duration::from_secs(60),
-        penalty_threshold_add: 15.0,
-        dry_run: true,
-    }
-}
-
 impl FlapBrake {
-    /// A brake configured from the `confidence` block, or its defaults when absent.
+    /// A brake configured from the `confidence` block, or its documented defaults when
+    /// absent (the brake protects the plain hysteresis mode too).
     pub fn new(cfg: Option<&ConfidenceConfig>) -> FlapBrake {
-        let defaults = default_flap();
+        let defaults = ConfidenceConfig::default();
         let c = cfg.unwrap_or(&defaults);
         FlapBrake {
             enabled: c.flap_detection_enabled,
@@ -478,7 +461,7 @@ mod tests {
     use super::*;
 
     fn cfg(dry_run: bool) -> ConfidenceConfig {
-        ConfidenceConfig { dry_run, ..default_flap() }
+        ConfidenceConfig { dry_run, ..ConfidenceConfig::default() }
     }
 
     struct Hist {
@@ -700,8 +683,10 @@ mod tests {
 
     #[test]
     fn flap_brake_off_never_engages() {
-        let mut b =
-            FlapBrake::new(Some(&ConfidenceConfig { flap_detection_enabled: false, ..default_flap() }));
+        let mut b = FlapBrake::new(Some(&ConfidenceConfig {
+            flap_detection_enabled: false,
+            ..ConfidenceConfig::default()
+        }));
         let t = Instant::from_secs(10);
         for i in 0..10 {
             b.record(t + Duration::from_secs(i));
