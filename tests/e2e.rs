@@ -37,6 +37,8 @@ impl Testbed {
         let rig = Rig::start(&REFLECTORS.map(|r| (r, Some(Duration::from_millis(20))))).expect("rig");
         let router = rig.ns().run_in(FakeRouterOs::start).expect("router in namespace");
         router.set_queue_max_limit(DL, 100_000_000);
+        // Counters follow the link model (closed_loop::drive), not each read.
+        router.set_counter_step(0, 0);
         let dir = std::env::temp_dir().join(format!("wanctl-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mkdir");

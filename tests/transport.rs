@@ -79,6 +79,10 @@ impl Bed {
                 None => FakeRouterOs::start(),
             })
             .expect("start fake router in the namespace");
+        // A saturated line as the queue counters see it (12.5 MB a read ≈ 200 Mbit/s at the
+        // 0.5 s read interval): the load-aware law then climbs back after congestion, as
+        // these transport tests expect.
+        router.set_counter_step(1000, 12_500_000);
         let ssh = FakeSsh::new().expect("fake ssh");
         let dir = tempdir(name);
         std::fs::write(dir.join("wan1.yaml"), config(&dir, &router, extra_router)).expect("config");

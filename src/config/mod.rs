@@ -262,6 +262,47 @@ pub struct ProbeBinding {
     pub fwmark: Option<u32>,
 }
 
+/// `continuous_monitoring.load_control` (new): the router's queue counters as a second
+/// signal (see `engine::load` and docs/CONFIGURATION.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadControl {
+    /// Read the counters and use them (default true). `false` restores the RTT-only law.
+    pub enabled: bool,
+    /// How often the counters are read (default 0.5 s: 2 REST requests a second).
+    pub interval: Duration,
+    /// A direction carries load when its achieved rate is at least this share of its
+    /// shaper rate (default 0.5): only such a direction is cut for RTT congestion.
+    pub loaded_ratio: f64,
+    /// A direction is saturated when its achieved rate is at least this share of its
+    /// shaper rate (default 0.8): only a saturated direction is raised.
+    pub saturated_ratio: f64,
+    /// Counters older than this are stale and the RTT-only law takes over (default the
+    /// larger of 4 read intervals and 2 s).
+    pub stale_after: Duration,
+}
+
+impl Default for LoadControl {
+    fn default() -> LoadControl {
+        LoadControl {
+            enabled: true,
+            interval: Duration::from_millis(500),
+            loaded_ratio: 0.5,
+            saturated_ratio: 0.8,
+            stale_after: Duration::from_secs(2),
+        }
+    }
+}
+
+impl LoadControl {
+    /// The RTT-only law of the original (counters never read).
+    pub fn off() -> LoadControl {
+        LoadControl { enabled: false, ..LoadControl::default() }
+    }
+}
+
+/// The default long-run write budget (the original's limiter: 10 writes a minute).
+pub const DEFAULT_WRITE_BUDGET_PER_MIN: f64 = 10.0;
+
 /// `continuous_monitoring`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Monitoring {
@@ -281,6 +322,10 @@ pub struct Monitoring {
     pub fallback: FallbackChecks,
     /// Per-WAN probe binding (new; default: none).
     pub binding: ProbeBinding,
+    /// Queue counters as a second signal (new; default on).
+    pub load: LoadControl,
+    /// Long-run router writes per minute (new, `write_budget_per_minute`; default 10).
+    pub write_budget_per_min: f64,
 }
 
 /// An HTTP endpoint (`health_check.*`, `metrics.*`).

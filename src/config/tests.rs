@@ -1730,3 +1730,60 @@ mod probe_binding_tests {
         assert!(text.contains("continuous_monitoring.probe_binding.fwmark"), "{text}");
     }
 }
+
+mod load_control_tests {
+    use crate::config::{LoadControl, parse_autorate};
+    use std::time::Duration;
+
+    fn with(extra: &str) -> String {
+        let base = include_str!("../../config/cable.yaml");
+        base.replace("continuous_monitoring:\n", &format!("continuous_monitoring:\n{extra}"))
+    }
+
+    #[test]
+    fn load_control_defaults_on_and_keys_parse() {
+        let env = |_: &str| Some("pw".to_string());
+        let plain = parse_autorate(include_str!("../../config/cable.yaml"), "c.yaml", &env).expect("valid");
+        assert_eq!(plain.config.monitoring.load, LoadControl::default());
+        assert_eq!(plain.config.monitoring.write_budget_per_min, 10.0);
+        let ok = parse_autorate(
+            &with("  write_budget_per_minute: 30\n  load_control:\n    enabled: false\n    interval_sec: 1\n    loaded_ratio: 0.4\n    saturated_ratio: 0.9\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect("valid");
+        let l = &ok.config.monitoring.load;
+        assert!(!l.enabled);
+        assert_eq!((l.interval, l.loaded_ratio, l.saturated_ratio), (Duration::from_secs(1), 0.4, 0.9));
+        assert_eq!(l.stale_after, Duration::from_secs(4), "default: four intervals, at least 2 s");
+        assert_eq!(ok.config.monitoring.write_budget_per_min, 30.0);
+    }
+
+    #[test]
+    fn load_control_bad_values_name_their_keys() {
+        let env = |_: &str| Some("pw".to_string());
+        let bad = parse_autorate(
+            &with("  write_budget_per_minute: 0\n  load_control:\n    interval_sec: 0.01\n    loaded_ratio: 0.95\n    saturated_ratio: 0.8\n    stale_after_sec: 0.5\n    bogus: 1\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect_err("invalid");
+        let text = bad.to_string();
+        assert!(text.contains("continuous_monitoring.write_budget_per_minute"), "{text}");
+        assert!(text.contains("continuous_monitoring.load_control.interval_sec"), "{text}");
+        let bad = parse_autorate(
+            &with("  load_control:\n    loaded_ratio: 0.95\n    saturated_ratio: 0.8\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect_err("invalid");
+        assert!(bad.to_string().contains("continuous_monitoring.load_control.loaded_ratio"), "{bad}");
+        let bad = parse_autorate(
+            &with("  load_control:\n    interval_sec: 1\n    stale_after_sec: 1\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect_err("invalid");
+        assert!(bad.to_string().contains("continuous_monitoring.load_control.stale_after_sec"), "{bad}");
+    }
+}

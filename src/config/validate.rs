@@ -561,6 +561,14 @@ fn monitoring(m: &mut Map<'_>, r: &mut Report) -> Option<Monitoring> {
 
     let fallback = fallback_checks(&mut cm, r);
     let binding = probe_binding(&mut cm, r);
+    let load = load_control(&mut cm, r);
+    let budget = cm.opt_num(
+        r,
+        "write_budget_per_minute",
+        Num::Number,
+        Range::between(1.0, 1200.0),
+        crate::config::DEFAULT_WRITE_BUDGET_PER_MIN,
+    );
     cm.finish(r);
 
     let thresholds = thresholds?;
@@ -587,6 +595,57 @@ fn monitoring(m: &mut Map<'_>, r: &mut Report) -> Option<Monitoring> {
         thresholds,
         fallback: fallback?,
         binding: binding?,
+        load: load?,
+        write_budget_per_min: budget?,
+    })
+}
+
+/// `continuous_monitoring.load_control` (new): queue counters as a second signal.
+fn load_control(cm: &mut Map<'_>, r: &mut Report) -> Option<crate::config::LoadControl> {
+    use crate::config::LoadControl;
+    let d = LoadControl::default();
+    let mut lm = cm.get("load_control").map(r);
+    let enabled = lm.opt_bool(r, "enabled", d.enabled);
+    let interval =
+        lm.opt_num(r, "interval_sec", Num::Number, Range::between(0.1, 60.0), d.interval.as_secs_f64());
+    let loaded_path = lm.child_path("loaded_ratio");
+    let loaded = lm.opt_num(r, "loaded_ratio", Num::Number, Range::between(0.05, 1.0), d.loaded_ratio);
+    let saturated =
+        lm.opt_num(r, "saturated_ratio", Num::Number, Range::between(0.3, 1.0), d.saturated_ratio);
+    let stale_given = lm.has("stale_after_sec");
+    let stale_path = lm.child_path("stale_after_sec");
+    let stale = lm.opt_num(r, "stale_after_sec", Num::Number, Range::between(0.2, 600.0), 2.0);
+    lm.finish(r);
+    let (interval, loaded, saturated, stale) = (interval?, loaded?, saturated?, stale?);
+    if loaded > saturated {
+        r.error(
+            &loaded_path,
+            format!("must be ≤ saturated_ratio ({}), got {}", fmt_plain(saturated), fmt_plain(loaded)),
+        );
+        return None;
+    }
+    let stale = if stale_given {
+        if stale < interval * 2.0 {
+            r.error(
+                &stale_path,
+                format!(
+                    "must be at least two read intervals ({} s), got {}",
+                    fmt_plain(interval * 2.0),
+                    fmt_plain(stale)
+                ),
+            );
+            return None;
+        }
+        stale
+    } else {
+        (interval * 4.0).max(2.0)
+    };
+    Some(LoadControl {
+        enabled: enabled?,
+        interval: std::time::Duration::from_secs_f64(interval),
+        loaded_ratio: loaded,
+        saturated_ratio: saturated,
+        stale_after: std::time::Duration::from_secs_f64(stale),
     })
 }
 

@@ -21,12 +21,14 @@ use log::{debug, info, warn};
 
 use crate::config::AutorateConfig;
 use crate::engine::connectivity::{Connectivity, FailureKind};
+use crate::engine::load::{LoadMeter, Reading};
 use crate::engine::prober::{Probe, Prober};
 use crate::engine::state::StateFile;
 use crate::engine::stats::{Histogram, LogLimiter};
 use crate::engine::wan::{Fallback, Outcome, TickReport, WanController, WanEvent};
 use crate::engine::writer::{Rates, WriteOutcome};
 use crate::time::Instant;
+use crate::wire::routeros::QueueStats;
 
 /// Consecutive failed seconds after which the watchdog is abandoned (the original's 3
 /// failed cycles; its failing cycles lasted a second or more).
@@ -85,6 +87,14 @@ pub enum Input {
         /// Failure classification.
         kind: Option<FailureKind>,
     },
+    /// A queue-counter read (`Output::ReadQueues`) finished: every queue-tree item, or
+    /// the failure's classification.
+    QueuesRead {
+        /// WAN index.
+        wan: usize,
+        /// The items (`ListQueueStats`), or why the read failed.
+        result: Result<Vec<QueueStats>, FailureKind>,
+    },
     /// SIGTERM / SIGINT.
     Shutdown,
     /// SIGHUP with a validated new configuration (same WAN count and order not required).
@@ -120,6 +130,14 @@ pub enum Output {
         wan: usize,
         /// The rates.
         rates: Rates,
+    },
+    /// Read every queue's counters (`Command::ListQueueStats`); report with
+    /// `Input::QueuesRead`. Issued only while no write is in flight; a write decided while
+    /// the read runs is issued at once and must run right after it (the router link takes
+    /// one waiting command), so a read delays a write by at most one read.
+    ReadQueues {
+        /// WAN index.
+        wan: usize,
     },
     /// Run the gateway / TCP fallback checks; report with `Input::FallbackResult`.
     StartFallback {
@@ -157,6 +175,8 @@ struct Slot {
     fallback_running: bool,
     fallback_started: Option<Instant>,
     writing: bool,
+    reading: bool,
+    load: LoadMeter,
     saved: Option<StateFile>,
     saved_at: Option<Instant>,
     last: Option<TickReport>,
@@ -172,7 +192,9 @@ impl Slot {
         let ctl = WanController::new(&setup.config, now);
         let prober =
             Prober::new(&setup.reflectors, m.use_median_of_three, setup.config.ping_timeout, seq, now);
+        let load = LoadMeter::new(&setup.config.monitoring.load);
         Slot {
+            load,
             setup,
             ctl,
             prober,
@@ -180,6 +202,7 @@ impl Slot {
             fallback_running: false,
             fallback_started: None,
             writing: false,
+            reading: false,
             saved: None,
             saved_at: None,
             last: None,
@@ -352,6 +375,23 @@ impl Daemon {
                     self.finish(now);
                 }
             }
+            Input::QueuesRead { wan, result } => {
+                if let Some(s) = self.wans.get_mut(wan) {
+                    s.reading = false;
+                    match result {
+                        Ok(items) => {
+                            let q = &s.setup.config.queues;
+                            s.load.on_reading(now, Reading::pick(&items, &q.download, &q.upload));
+                            s.ctl.on_router_probe(now, Ok(()));
+                        }
+                        Err(kind) => {
+                            s.load.on_failed(now);
+                            s.ctl.on_router_probe(now, Err(kind));
+                        }
+                    }
+                    Self::drain_events(s, now);
+                }
+            }
             Input::Shutdown => {
                 if self.stopping.is_none() {
                     info!(target: "wanctl::daemon", "shutdown requested");
@@ -448,6 +488,7 @@ impl Daemon {
         let mut router_only_trouble = true;
         for (i, s) in self.wans.iter_mut().enumerate() {
             let sample = s.prober.take_sample(now, s.fallback);
+            s.ctl.set_load(s.load.view(now));
             let lost = matches!(sample, crate::engine::wan::Sample::Lost(_));
             let report = s.ctl.on_tick(now, sample);
             s.last = Some(report);
@@ -481,6 +522,18 @@ impl Daemon {
             Self::drain_events(s, now);
             if !s.writing {
                 Self::start_write(&mut self.outputs, s, i, self.dry_run, now);
+            }
+            // A write goes before a read; reads pause while the router is unreachable (the
+            // write retries probe it then). A dry run never talks to the router.
+            if !self.dry_run
+                && !s.writing
+                && !s.reading
+                && s.ctl.connectivity().is_reachable()
+                && s.load.is_due(now)
+            {
+                s.reading = true;
+                s.load.on_started(now);
+                self.outputs.push_back(Output::ReadQueues { wan: i });
             }
             s.prober.on_tick(now);
             while let Some(probe) = s.prober.poll_send(now) {
@@ -587,6 +640,12 @@ impl Daemon {
                         r.failures
                     );
                 }
+                WanEvent::LoadSignal(true) => {
+                    info!(target: "wanctl::load", "{wan}: queue counters available; load-aware control on")
+                }
+                WanEvent::LoadSignal(false) => {
+                    warn!(target: "wanctl::load", "{wan}: queue counters stale or unavailable; RTT-only control until they are back")
+                }
                 WanEvent::WriteThrottled => {
                     debug!(target: "wanctl::writer", "{wan}: write budget exhausted; increases wait for a token")
                 }
@@ -628,7 +687,18 @@ impl Daemon {
                 let conn = c.connectivity();
                 let ws = c.writer().stats();
                 let last = s.last;
+                let ls = s.load.stats();
+                let last_load = s.load.last();
                 WanSnapshot {
+                    load: crate::engine::health::LoadSnapshot {
+                        status: s.load.status(now).as_str(),
+                        law: if c.is_load_aware() { "load" } else { "rtt" },
+                        download_mbps: last_load.map(|l| l.download.achieved.as_mbps()),
+                        upload_mbps: last_load.map(|l| l.upload.achieved.as_mbps()),
+                        reads: ls.reads,
+                        failures: ls.failures,
+                        resets: ls.resets,
+                    },
                     name: s.setup.config.wan_name.clone(),
                     baseline_rtt_ms: c.filter().baseline_ms(),
                     load_rtt_ms: c.filter().load_ms(),
@@ -693,6 +763,11 @@ impl Daemon {
                 slot.ctl.restore(&state);
                 slot.saved = self.wans[o].saved.take();
                 slot.writing = self.wans[o].writing;
+                slot.reading = self.wans[o].reading;
+                if slot.reading {
+                    // The outstanding read's answer still comes back to this slot.
+                    slot.load.on_started(now);
+                }
             }
             new_slots.push(slot);
         }

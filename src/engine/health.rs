@@ -25,9 +25,30 @@ pub struct ReflectorSnapshot {
     pub received: u64,
 }
 
+/// The queue-counter signal of one WAN (`engine::load`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadSnapshot {
+    /// `off`, `starting`, `ok`, `queue_missing`, `read_failed`, `stale`.
+    pub status: &'static str,
+    /// `load` (counters in use) or `rtt` (the RTT-only law).
+    pub law: &'static str,
+    /// Achieved download rate over the last counter interval (Mbit/s), if known.
+    pub download_mbps: Option<f64>,
+    /// Achieved upload rate (Mbit/s), if known.
+    pub upload_mbps: Option<f64>,
+    /// Reads started.
+    pub reads: u64,
+    /// Reads that failed or lacked a queue.
+    pub failures: u64,
+    /// Counter resets seen.
+    pub resets: u64,
+}
+
 /// One WAN.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WanSnapshot {
+    /// Queue counters and the control law in use (new).
+    pub load: LoadSnapshot,
     /// `wan_name`.
     pub name: String,
     /// Baseline (ms).
@@ -311,6 +332,15 @@ pub fn render_health(s: &Snapshot) -> String {
         j.key("last_rtt_ms").opt_float(w.last_rtt_ms.map(|v| round_to(v, 2)));
         j.key("router_updates").int(i128::from(w.router_updates));
         j.key("router_write_failures").int(i128::from(w.router_write_failures));
+        j.key("load_control").open();
+        j.key("status").str(w.load.status);
+        j.key("law").str(w.load.law);
+        j.key("download_achieved_mbps").opt_float(w.load.download_mbps.map(|v| round_to(v, 2)));
+        j.key("upload_achieved_mbps").opt_float(w.load.upload_mbps.map(|v| round_to(v, 2)));
+        j.key("reads").int(i128::from(w.load.reads));
+        j.key("read_failures").int(i128::from(w.load.failures));
+        j.key("counter_resets").int(i128::from(w.load.resets));
+        j.close();
         j.key("reflectors").open_list();
         for r in &w.reflectors {
             j.elem().open();
@@ -431,6 +461,12 @@ mod tests {
             version: "0.1.0",
             consecutive_failures: 0,
             wans: vec![WanSnapshot {
+                load: LoadSnapshot {
+                    status: "ok",
+                    law: "load",
+                    download_mbps: Some(12.5),
+                    ..Default::default()
+                },
                 name: "wan1".into(),
                 baseline_rtt_ms: 24.831,
                 load_rtt_ms: 25.409,

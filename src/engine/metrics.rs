@@ -113,6 +113,18 @@ pub fn render(s: &Snapshot) -> String {
         }
     }
     g("wanctl_router_transport", "Router transport in use (1 = active)", transport);
+    let mut achieved = Vec::new();
+    let mut law = Vec::new();
+    for (n, w) in &wans {
+        for (dir, v) in [("download", w.load.download_mbps), ("upload", w.load.upload_mbps)] {
+            if let Some(v) = v {
+                achieved.push((labels(&[("direction", dir), ("wan", n)]), py_float(v)));
+            }
+        }
+        law.push((labels(&[("wan", n)]), py_float(if w.load.law == "load" { 1.0 } else { 0.0 })));
+    }
+    g("wanctl_achieved_rate_mbps", "Achieved rate per direction from the queue counters (Mbit/s)", achieved);
+    g("wanctl_load_aware", "Load-aware control in use (1) or the RTT-only law (0)", law);
     g("wanctl_reflector_rtt_ms", "Smoothed RTT per reflector in milliseconds", refl_rtt);
     g("wanctl_reflector_loss_ratio", "Recent loss ratio per reflector", refl_loss);
     let mut c = |name, help, f: &dyn Fn(&crate::engine::health::WanSnapshot) -> u64| {
@@ -124,6 +136,13 @@ pub fn render(s: &Snapshot) -> String {
     c("wanctl_rate_limit_events_total", "Total rate limit throttling events", &|w| w.rate_limit_events);
     c("wanctl_ping_failures_total", "Total ping measurement failures", &|w| w.ping_failures);
     c("wanctl_router_write_failures_total", "Total failed router writes", &|w| w.router_write_failures);
+    c("wanctl_counter_reads_total", "Queue-counter reads started", &|w| w.load.reads);
+    c("wanctl_counter_read_failures_total", "Queue-counter reads that failed or lacked a queue", &|w| {
+        w.load.failures
+    });
+    c("wanctl_counter_resets_total", "Queue-counter resets seen (router reboot, reset-counters)", &|w| {
+        w.load.resets
+    });
     let mut out = String::with_capacity(4096);
     for fams in [&mut gauges, &mut counters] {
         fams.sort_by_key(|f| f.name);

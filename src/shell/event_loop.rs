@@ -17,6 +17,7 @@ use std::time::Duration;
 use log::{debug, error, info, warn};
 
 use crate::config::{self, AutorateConfig};
+use crate::engine::connectivity::FailureKind;
 use crate::engine::controller::Zone;
 use crate::engine::daemon::{Daemon, Input, Notify, Output, WanSetup};
 use crate::engine::health::{self, HttpRequest};
@@ -40,7 +41,7 @@ use crate::sys::socket::{BindOptions, ConnectState, IcmpSocket, take_socket_erro
 use crate::sys::timerfd::Timer;
 use crate::time::Instant;
 use crate::wire::icmp::{self, Family, Framing};
-use crate::wire::routeros::{Command as RouterCommand, Direction, QueueLimit};
+use crate::wire::routeros::{Command as RouterCommand, Direction, QueueLimit, Reply as RouterReply};
 
 /// The control cadence.
 pub const TICK: Duration = Duration::from_millis(50);
@@ -423,7 +424,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
     let mut save_log = LogLimiter::new(Duration::from_secs(300));
     let started = now;
     let mut latency: Vec<Histogram> = vec![Histogram::default(); links.len()];
-    let mut submitted: Vec<Option<Instant>> = vec![None; links.len()];
+    let mut submitted: Vec<VecDeque<(RouterJob, Instant)>> = vec![VecDeque::with_capacity(2); links.len()];
     let mut health_server = None;
     let mut metrics_server = None;
     let mut history = if opts.mode == Mode::Daemon {
@@ -684,7 +685,16 @@ struct ExecCtx<'a> {
     measured_only: bool,
     links: &'a mut [RouterLink],
     routers: &'a mut [RouterIo],
-    submitted: &'a mut [Option<Instant>],
+    submitted: &'a mut [VecDeque<(RouterJob, Instant)>],
+}
+
+/// What a command handed to a WAN's router link was for; completions come back in the
+/// order of submission (the daemon keeps at most one read and one write outstanding, and
+/// the link runs one command and keeps one waiting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouterJob {
+    Write,
+    ReadQueues,
 }
 
 /// Turns finished router commands into daemon inputs and logs transport changes.
@@ -692,16 +702,27 @@ fn collect_completions(
     routers: &mut [RouterIo],
     inputs: &mut VecDeque<Input>,
     now: Instant,
-    submitted: &mut [Option<Instant>],
+    submitted: &mut [VecDeque<(RouterJob, Instant)>],
     latency: &mut [Histogram],
 ) {
     for (wan, r) in routers.iter_mut().enumerate() {
         for c in r.take_completions() {
             match c {
                 LinkOutput::Done(result) => {
-                    if let (Some(at), Some(h)) =
-                        (submitted.get_mut(wan).and_then(Option::take), latency.get_mut(wan))
-                    {
+                    let job = submitted.get_mut(wan).and_then(VecDeque::pop_front);
+                    if let Some((RouterJob::ReadQueues, _)) = job {
+                        let result = match *result {
+                            Ok(RouterReply::Queues(items)) => Ok(items),
+                            Ok(_) => Err(FailureKind::Unknown),
+                            Err(e) => {
+                                debug!(target: "wanctl::load", "{}: queue counter read failed: {e}", r.name);
+                                Err(e.kind)
+                            }
+                        };
+                        inputs.push_back(Input::QueuesRead { wan, result });
+                        continue;
+                    }
+                    if let (Some((_, at)), Some(h)) = (job, latency.get_mut(wan)) {
                         h.record(now.saturating_since(at));
                     }
                     let (outcome, kind) = match *result {
@@ -785,8 +806,18 @@ fn execute(
                     ),
                 };
                 link.submit(now, command);
-                if let Some(slot) = ctx.submitted.get_mut(wan) {
-                    *slot = Some(now);
+                if let Some(jobs) = ctx.submitted.get_mut(wan) {
+                    jobs.push_back((RouterJob::Write, now));
+                }
+                rio.execute(link, poll, now);
+            }
+            Output::ReadQueues { wan } => {
+                let (Some(link), Some(rio)) = (ctx.links.get_mut(wan), ctx.routers.get_mut(wan)) else {
+                    continue;
+                };
+                link.submit(now, RouterCommand::ListQueueStats);
+                if let Some(jobs) = ctx.submitted.get_mut(wan) {
+                    jobs.push_back((RouterJob::ReadQueues, now));
                 }
                 rio.execute(link, poll, now);
             }

@@ -22,8 +22,8 @@ pub mod steering;
 use std::time::Duration;
 
 use crate::config::{
-    AutorateConfig, DirectionConfig, Endpoint, FallbackChecks, FallbackMode, Logging, Monitoring,
-    ProbeBinding, Queues, RouterConfig, Scheme, Secret, Storage, Thresholds, Transport,
+    AutorateConfig, DirectionConfig, Endpoint, FallbackChecks, FallbackMode, LoadControl, Logging,
+    Monitoring, ProbeBinding, Queues, RouterConfig, Scheme, Secret, Storage, Thresholds, Transport,
 };
 use core::net::IpAddr;
 use std::cmp::Reverse;
@@ -109,6 +109,8 @@ pub fn sample_config() -> AutorateConfig {
                 max_fallback_cycles: 3,
             },
             binding: ProbeBinding::default(),
+            load: LoadControl::default(),
+            write_budget_per_min: crate::config::DEFAULT_WRITE_BUDGET_PER_MIN,
         },
         logging: Logging { main_log: String::new(), debug_log: String::new() },
         lock_file: "/run/wanctl/sim.lock".into(),
@@ -147,6 +149,15 @@ pub struct LinkProfile {
     pub fallback_while_dead: Fallback,
     /// Windows `[from, to)` (s) in which the router refuses connections.
     pub router_down: Vec<(f64, f64)>,
+    /// Windows `[from, to)` (s) in which counter reads fail (writes still work).
+    pub counters_down: Vec<(f64, f64)>,
+    /// Instants (s) at which the router's counters reset to zero (reboot, reset-counters).
+    pub counter_resets: Vec<f64>,
+    /// The capacity drop this run's figures measure from, when the profile draws it
+    /// (overrides the scenario's).
+    pub drop_at: Option<f64>,
+    /// The recovery the figures measure from (overrides the scenario's).
+    pub recover_at: Option<f64>,
 }
 
 /// Value of a step function at `t` seconds.
@@ -172,7 +183,10 @@ fn in_windows(windows: &[(f64, f64)], t: f64) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct Bottleneck {
     backlog_bits: f64,
-    /// Bits delivered so far.
+    /// Bits that left the shaper so far (what an upload queue's counters count).
+    pub shaped_bits: f64,
+    /// Bits delivered so far (what a download queue's counters count: the router's
+    /// ingress shaper sits after the line).
     pub delivered_bits: f64,
     /// Bits the link could have carried so far.
     pub capacity_bits: f64,
@@ -195,6 +209,7 @@ impl Bottleneck {
         let sent = total.min(can_send);
         let max_backlog = cap * buffer.as_secs_f64();
         self.backlog_bits = (total - sent).min(max_backlog).max(0.0);
+        self.shaped_bits += arrival * dt;
         self.delivered_bits += sent;
         self.capacity_bits += can_send;
         if cap > 0.0 { self.backlog_bits / cap * 1000.0 } else { 0.0 }
@@ -224,6 +239,20 @@ pub struct TraceRow {
     pub loaded: bool,
     /// Write-budget tokens.
     pub tokens: f64,
+    /// Upload capacity (Mbit/s).
+    pub ul_capacity: f64,
+    /// Download and upload queueing delay at the bottleneck (ms).
+    pub delay_ms: (f64, f64),
+    /// Download and upload demand (Mbit/s).
+    pub demand: (f64, f64),
+    /// The load-aware law ran this tick (fresh counters).
+    pub load_aware: bool,
+    /// The rates the model router enforces.
+    pub applied: Rates,
+    /// The controller's rates (what it wants the router to have).
+    pub desired: Rates,
+    /// The router is down (refusing connections) at this instant.
+    pub router_down: bool,
 }
 
 /// A router write seen by the model router.
@@ -244,6 +273,8 @@ enum Event {
     Reply { from: [u8; 4], seq: u16 },
     /// The router finished a write.
     WriteDone { ok: bool },
+    /// The router answered a counter read.
+    ReadDone { ok: bool },
     /// The fallback checks finished.
     Fallback,
 }
@@ -269,6 +300,11 @@ pub struct SimWorld {
     events: BinaryHeap<Reverse<(Instant, u64, Event)>>,
     event_seq: u64,
     delay_ms: (f64, f64),
+    /// Counter values subtracted since the last reset (bits), per direction.
+    counter_offset: (f64, f64),
+    resets_done: usize,
+    /// Counter reads the model router answered.
+    pub reads: u64,
     /// Per-tick trace.
     pub trace: Vec<TraceRow>,
     /// Every write the router saw.
@@ -277,6 +313,9 @@ pub struct SimWorld {
     pub loaded_delay_ms: Vec<f32>,
     loaded_delivered: f64,
     loaded_capacity: f64,
+    /// The configured queue names (download, upload), as the model router names them.
+    daemon_queues: (String, String),
+    load_enabled: bool,
 }
 
 /// Router write latency in the model (one REST round trip on a LAN).
@@ -292,6 +331,7 @@ impl SimWorld {
         let mut cfg = cfg.clone();
         cfg.monitoring.ping_hosts = REFLECTORS[..n].iter().map(|a| IpAddr::from(*a).to_string()).collect();
         let reflectors = REFLECTORS[..n].iter().map(|a| IpAddr::from(*a)).collect();
+        let daemon_queues = (cfg.queues.download.clone(), cfg.queues.upload.clone());
         let setup = WanSetup { config: cfg, reflectors };
         SimWorld {
             profile,
@@ -306,17 +346,27 @@ impl SimWorld {
             events: BinaryHeap::new(),
             event_seq: 0,
             delay_ms: (0.0, 0.0),
+            counter_offset: (0.0, 0.0),
+            resets_done: 0,
+            reads: 0,
             trace: Vec::new(),
             writes: Vec::new(),
             loaded_delay_ms: Vec::new(),
             loaded_delivered: 0.0,
             loaded_capacity: 0.0,
+            daemon_queues,
+            load_enabled: m.load.enabled,
         }
     }
 
     /// Virtual now.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// True if the daemon runs the load-aware law (counters enabled in its config).
+    pub fn daemon_load_enabled(&self) -> bool {
+        self.load_enabled
     }
 
     /// Rates the model router currently enforces.
@@ -375,6 +425,12 @@ impl SimWorld {
                     self.writes.push(WriteRecord { t: self.now.as_secs_f64(), rates, applied: up });
                     self.schedule(self.now + ROUTER_LATENCY, Event::WriteDone { ok: up });
                 }
+                Output::ReadQueues { .. } => {
+                    let t = self.now.as_secs_f64();
+                    let ok = !in_windows(&self.profile.router_down, t)
+                        && !in_windows(&self.profile.counters_down, t);
+                    self.schedule(self.now + ROUTER_LATENCY, Event::ReadDone { ok });
+                }
                 Output::StartFallback { .. } => self.schedule(self.now + FALLBACK_LATENCY, Event::Fallback),
                 Output::SaveState { .. } | Output::Notify(_) | Output::Exit(_) => {}
             }
@@ -400,6 +456,34 @@ impl SimWorld {
                     }
                 }
             }
+            Event::ReadDone { ok } => {
+                self.reads += 1;
+                if ok {
+                    let t = self.now.as_secs_f64();
+                    let due = self.profile.counter_resets.iter().filter(|&&r| r <= t).count();
+                    if due > self.resets_done {
+                        self.resets_done = due;
+                        self.counter_offset = (self.dl.delivered_bits, self.ul.shaped_bits);
+                    }
+                    let q = &self.daemon_queues;
+                    let bytes = |bits: f64| Some((bits / 8.0) as u64);
+                    let items = vec![
+                        crate::wire::routeros::QueueStats {
+                            name: Some(q.0.clone()),
+                            bytes: bytes(self.dl.delivered_bits - self.counter_offset.0),
+                            ..Default::default()
+                        },
+                        crate::wire::routeros::QueueStats {
+                            name: Some(q.1.clone()),
+                            bytes: bytes(self.ul.shaped_bits - self.counter_offset.1),
+                            ..Default::default()
+                        },
+                    ];
+                    Input::QueuesRead { wan: 0, result: Ok(items) }
+                } else {
+                    Input::QueuesRead { wan: 0, result: Err(FailureKind::ConnectionRefused) }
+                }
+            }
             Event::Fallback => Input::FallbackResult { wan: 0, result: self.profile.fallback_while_dead },
         };
         self.daemon.handle_input(self.now, input);
@@ -422,6 +506,13 @@ impl SimWorld {
             report,
             loaded: step_at(&self.profile.dl_demand, t) > 0.0,
             tokens: ctl.writer().tokens(),
+            ul_capacity: step_at(&self.profile.ul_capacity, t),
+            delay_ms: self.delay_ms,
+            demand: (step_at(&self.profile.dl_demand, t), step_at(&self.profile.ul_demand, t)),
+            load_aware: ctl.is_load_aware(),
+            applied: self.router_rates,
+            desired: ctl.desired(),
+            router_down: in_windows(&self.profile.router_down, t),
         });
     }
 

@@ -141,6 +141,9 @@ pub fn drive(
         let cap = cap_at(t);
         let shaped = router_rate.bps().unwrap_or(0);
         let delay = link.step(dt, cap, opts.demand_mbps, Bps(shaped), opts.buffer);
+        // The download queue's counters count what the line delivered through the shaper
+        // (the router's ingress shaper sits after the line), as the simulator's model does.
+        router_rate.set_counters((link.delivered_bits / 8.0) as u64, 0, 0);
         for r in reflectors {
             let jitter = (rng.normal() * opts.jitter_ms).abs();
             let d = opts.base_rtt_ms + delay + jitter;

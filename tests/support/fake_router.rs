@@ -729,6 +729,21 @@ impl RateHandle {
         let model = lock(&self.shared.model);
         model.queue_by_name(&self.name).and_then(|q| q.get("max-limit")).and_then(|v| v.parse().ok())
     }
+
+    /// Sets the queue's counters (what a link model delivered through it); pair with
+    /// `set_counter_step(0, 0)` so reads do not move them on by themselves.
+    pub fn set_counters(&self, bytes: u64, dropped: u64, queued_bytes: u64) {
+        let mut model = lock(&self.shared.model);
+        let Some(i) =
+            model.queues.iter().position(|q| q.get("name").map(String::as_str) == Some(self.name.as_str()))
+        else {
+            return;
+        };
+        let q = &mut model.queues[i];
+        for (key, value) in [("bytes", bytes), ("dropped", dropped), ("queued-bytes", queued_bytes)] {
+            q.insert(key.into(), value.to_string());
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
