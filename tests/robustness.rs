@@ -174,3 +174,45 @@ fn issue_18_one_history_query_at_a_time_and_the_others_get_503() {
     assert!(matches!(first, Some(200 | 503)), "the heavy query is answered: {first:?}\n{log}");
     assert!(matches!(health, Some(200 | 503)), "health answers meanwhile: {health:?}");
 }
+
+#[test]
+fn issue_18_link_settings_debug_never_shows_the_password() {
+    use wanctl::config::Transport;
+    use wanctl::engine::router::LinkSettings;
+    let s = LinkSettings {
+        host_header: "router".into(),
+        user: "admin".into(),
+        password: "hunter2-secret".into(),
+        tls: false,
+        primary: Transport::Rest,
+        request_timeout: Duration::from_secs(1),
+        ssh_args: vec!["-T".into()],
+        failback_interval: Duration::from_secs(30),
+    };
+    let shown = format!("{s:?} {s:#?}");
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+    assert!(shown.contains("<redacted>") && shown.contains("admin"), "{shown}");
+}
+
+#[test]
+fn issue_18_the_ssh_child_does_not_inherit_the_password() {
+    use std::ffi::OsString;
+    use wanctl::shell::router_io::{child_env_removals, ssh_command};
+    let env = [("HOME", "/root"), ("MY_PW", "s3cret"), ("ROUTER_PASSWORD", "s3cret"), ("OTHER", "x")]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+    let hidden = child_env_removals("s3cret", env.into_iter());
+    assert_eq!(hidden, [OsString::from("ROUTER_PASSWORD"), OsString::from("MY_PW")]);
+    let cmd = ssh_command("ssh", &["-T".into()], &hidden);
+    let removed: Vec<_> = cmd.get_envs().filter(|(_, v)| v.is_none()).map(|(k, _)| k.to_owned()).collect();
+    assert!(
+        removed.contains(&OsString::from("ROUTER_PASSWORD")) && removed.contains(&OsString::from("MY_PW"))
+    );
+    // A real child: the variable set in the parent is gone in the child.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.env("ROUTER_PASSWORD", "s3cret").args(["-c", "echo \"[$ROUTER_PASSWORD]\""]);
+    for k in &hidden {
+        cmd.env_remove(k);
+    }
+    let out = cmd.output().expect("sh");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[]\n");
+}

@@ -104,6 +104,29 @@ pub(crate) fn describe(v: &Value) -> String {
     }
 }
 
+/// Keys whose values are secrets: a message names their type, never their value (issue
+/// 18: `password: 73918264` was echoed by check-config and into the journal).
+const SECRET_KEYS: [&str; 5] = ["password", "passphrase", "secret", "token", "api_key"];
+
+/// [`describe`] for the value at `path`: the type only when the key is a secret.
+pub(crate) fn describe_at(path: &str, v: &Value) -> String {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    if !SECRET_KEYS.contains(&key) {
+        return describe(v);
+    }
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a value with a YAML tag",
+    }
+    .into()
+}
+
 /// A string in double quotes, escaped, cut after 60 characters.
 pub(crate) fn quote(s: &str) -> String {
     const MAX: usize = 60;
@@ -212,7 +235,7 @@ impl<'a> Field<'a> {
             Value::Number(n) => n.as_f64(),
             _ => None,
         }) else {
-            r.error(&self.path, format!("expected a number, got {}", describe(v)));
+            r.error(&self.path, format!("expected a number, got {}", describe_at(&self.path, v)));
             return None;
         };
         if !f.is_finite() {
@@ -241,7 +264,7 @@ impl<'a> Field<'a> {
             _ => None,
         };
         let Some(i) = i else {
-            r.error(&self.path, format!("expected an integer, got {}", describe(v)));
+            r.error(&self.path, format!("expected an integer, got {}", describe_at(&self.path, v)));
             return None;
         };
         match range.check(i as f64, fmt_plain, &fmt_yaml_number(v)) {
@@ -267,7 +290,10 @@ impl<'a> Field<'a> {
             _ => None,
         };
         if b.is_none() {
-            r.error(&self.path, format!("expected a boolean (true or false), got {}", describe(v)));
+            r.error(
+                &self.path,
+                format!("expected a boolean (true or false), got {}", describe_at(&self.path, v)),
+            );
         }
         b
     }
@@ -278,7 +304,7 @@ impl<'a> Field<'a> {
         match v {
             Value::String(s) => Some(s.as_str()),
             _ => {
-                r.error(&self.path, format!("expected a string, got {}", describe(v)));
+                r.error(&self.path, format!("expected a string, got {}", describe_at(&self.path, v)));
                 None
             }
         }
@@ -290,7 +316,7 @@ impl<'a> Field<'a> {
         match v {
             Value::Sequence(s) => Some(s.as_slice()),
             _ => {
-                r.error(&self.path, format!("expected a list, got {}", describe(v)));
+                r.error(&self.path, format!("expected a list, got {}", describe_at(&self.path, v)));
                 None
             }
         }
@@ -302,7 +328,7 @@ impl<'a> Field<'a> {
         match self.value {
             Some(Value::Mapping(m)) => Map::new(self.path.clone(), Some(m), self.quiet),
             Some(v) => {
-                r.error(&self.path, format!("expected a mapping, got {}", describe(v)));
+                r.error(&self.path, format!("expected a mapping, got {}", describe_at(&self.path, v)));
                 Map::new(self.path.clone(), None, true)
             }
             None => Map::new(self.path.clone(), None, self.quiet),

@@ -348,6 +348,19 @@ fn types_are_checked_with_the_originals_rules() {
 }
 
 #[test]
+fn issue_18_a_secret_of_the_wrong_type_is_never_printed() {
+    for (value, kind) in [("73918264", "an integer"), ("7391.8264", "a number"), ("true", "a boolean")] {
+        let e = only_error(autorate(&set(AUTORATE, "router.password", value)));
+        assert_eq!(e.path, "router.password");
+        assert_eq!(e.problem, format!("expected a string, got {kind}"));
+        assert!(!e.to_string().contains(value), "{e}");
+    }
+    // Other keys still show the value they got.
+    let e = only_error(autorate(&set(AUTORATE, "router.user", "42")));
+    assert_eq!(e.problem, "expected a string, got an integer (42)");
+}
+
+#[test]
 fn integers_are_accepted_for_float_keys() {
     let c = ok(&set(AUTORATE, "continuous_monitoring.download.factor_down", "1")).config;
     assert_eq!(c.monitoring.download.factor_down, 1.0);

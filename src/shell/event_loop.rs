@@ -356,6 +356,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         let addr = SocketAddr::new(ip, r.port);
         #[allow(unused_mut)]
         let mut io = RouterIo::new(&cfg.wan_name, addr, &r.host, TOKEN_ROUTER_BASE + w * TOKENS_PER_ROUTER);
+        io.hide_from_children(&r.password.0);
         if r.scheme == config::Scheme::Https {
             #[cfg(feature = "tls")]
             {

@@ -86,6 +86,7 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
         &cfg.router.host,
         TOKEN_ROUTER,
     );
+    rio.hide_from_children(&cfg.router.password.0);
     if cfg.router.scheme == crate::config::Scheme::Https {
         #[cfg(feature = "tls")]
         {
