@@ -43,11 +43,56 @@ impl Report {
     }
 }
 
+/// The largest config file parsed (the examples are about 5 KB).
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+/// The deepest nesting of flow collections (`{`, `[`) accepted.
+pub const MAX_FLOW_NESTING: usize = 32;
+
+/// Refuses texts whose parse could take long, before parsing (issue 18: 64 KB of nested
+/// `{` took serde_yaml 11 s, quadratic in the depth, and SIGHUP parses on the control
+/// loop). Quoted scalars and comments are skipped when counting the depth.
+fn check_shape(text: &str) -> Result<(), ConfigError> {
+    let err = |problem: String| ConfigError { path: String::new(), problem };
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(err(format!(
+            "the file is {} bytes; at most {MAX_CONFIG_BYTES} are accepted",
+            text.len()
+        )));
+    }
+    let (mut depth, mut quote, mut comment, mut prev) = (0usize, None::<char>, false, '\n');
+    let mut escaped = false;
+    for c in text.chars() {
+        match (quote, c) {
+            _ if comment => comment = c != '\n',
+            (Some('"'), _) if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            // A quote opens a quoted scalar only where a scalar can start (not in `don't`).
+            (None, '"' | '\'') if prev.is_whitespace() || matches!(prev, ':' | ',' | '[' | '{' | '-') => {
+                quote = Some(c)
+            }
+            (None, '#') if prev.is_whitespace() => comment = true,
+            (None, '{' | '[') => {
+                depth += 1;
+                if depth > MAX_FLOW_NESTING {
+                    return Err(err(format!("collections are nested more than {MAX_FLOW_NESTING} deep")));
+                }
+            }
+            (None, '}' | ']') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        prev = c;
+    }
+    Ok(())
+}
+
 /// Parse YAML text into its top-level mapping.
 ///
 /// Errors: a syntax error (with line and column), more than one document, an empty document
 /// (the original's loader got `None` and failed), or a top level that is not a mapping.
 pub(crate) fn parse_document(text: &str) -> Result<Mapping, ConfigError> {
+    check_shape(text)?;
     let mut value: Value = serde_yaml::from_str(text).map_err(|e| syntax_error(&e))?;
     // PyYAML's safe loader resolves `<<: *anchor` merge keys; serde_yaml leaves them as keys.
     value.apply_merge().map_err(|e| syntax_error(&e))?;

@@ -140,6 +140,9 @@ struct WanIo {
     binding: BindOptions,
     fallback: Option<FallbackRun>,
     gateway_seq: u16,
+    /// Ping host names resolved at startup: a reload reuses them instead of asking DNS on
+    /// the loop.
+    resolved: Vec<(String, IpAddr)>,
 }
 
 /// Opens everything for one WAN: resolves reflectors and fallback targets, opens the ICMP
@@ -147,10 +150,12 @@ struct WanIo {
 fn setup_wan(cfg: &AutorateConfig, index: usize) -> Result<(WanSetup, WanIo), StartupError> {
     let m = &cfg.monitoring;
     let mut reflectors = Vec::new();
+    let mut resolved = Vec::new();
     for host in &m.ping_hosts {
         let ip = resolve(host)
             .map_err(|e| startup(1, format!("{}: resolve ping host {host}: {e}", cfg.wan_name)))?;
         reflectors.push(ip);
+        resolved.push((host.clone(), ip));
     }
     let fb = &m.fallback;
     let gateway = if fb.enabled && fb.check_gateway {
@@ -209,6 +214,7 @@ fn setup_wan(cfg: &AutorateConfig, index: usize) -> Result<(WanSetup, WanIo), St
         binding,
         fallback: None,
         gateway_seq: 0xF000,
+        resolved,
     };
     Ok((WanSetup { config: cfg.clone(), reflectors }, io))
 }
@@ -963,7 +969,14 @@ fn reload(files: &[String], ios: &[WanIo]) -> Result<Vec<WanSetup>, String> {
     let env = |k: &str| std::env::var(k).ok();
     let mut setups = Vec::new();
     for (file, io) in files.iter().zip(ios) {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("read {file}: {e}"))?;
+        // Bounded and non-blocking (a FIFO or a huge file must not hold the loop); the
+        // parser then refuses deep nesting before parsing (config::raw::check_shape).
+        let bytes = files::read_small_regular_following(
+            std::path::Path::new(file),
+            crate::config::MAX_CONFIG_BYTES as u64,
+        )
+        .map_err(|e| format!("read {file}: {e}"))?;
+        let text = String::from_utf8(bytes).map_err(|_| format!("read {file}: not UTF-8"))?;
         let loaded = config::parse_autorate(&text, file, &env).map_err(|e| e.to_string())?;
         for w in &loaded.warnings {
             warn!(target: "wanctl::reload", "{file}: {w}");
@@ -977,7 +990,13 @@ fn reload(files: &[String], ios: &[WanIo]) -> Result<Vec<WanSetup>, String> {
         }
         let mut reflectors = Vec::new();
         for host in &cfg.monitoring.ping_hosts {
-            let ip = resolve(host).map_err(|e| format!("{file}: resolve ping host {host}: {e}"))?;
+            // Names known from startup are not looked up again; only a new name costs a
+            // (blocking) DNS lookup on the loop, bounded by the resolver's own timeout.
+            let known = io.resolved.iter().find(|(h, _)| h == host).map(|(_, ip)| *ip);
+            let ip = match known {
+                Some(ip) => ip,
+                None => resolve(host).map_err(|e| format!("{file}: resolve ping host {host}: {e}"))?,
+            };
             if !io.sockets.iter().any(|s| s.family == family_of(ip)) {
                 return Err(format!(
                     "{file}: ping host {host} needs an address family not open; restart instead"

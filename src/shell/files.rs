@@ -45,10 +45,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], nonce: u64) -> io::Result<()> {
 /// symlink is an error, ELOOP) and `O_NONBLOCK` (opening a FIFO does not wait for a
 /// writer); the type and size are checked on the open descriptor.
 pub fn read_small_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
+    read_checked(path, max, libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+}
+
+fn read_checked(path: &Path, max: u64, flags: i32) -> io::Result<Vec<u8>> {
+    let f = OpenOptions::new().read(true).custom_flags(flags).open(path)?;
     let meta = f.metadata()?;
     if !meta.file_type().is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
@@ -62,6 +63,11 @@ pub fn read_small_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
     }
     Ok(bytes)
+}
+
+/// [`read_small_regular`] that follows symlinks (config files are often linked).
+pub fn read_small_regular_following(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    read_checked(path, max, libc::O_NONBLOCK | libc::O_CLOEXEC)
 }
 
 /// What loading the state file found.
