@@ -77,8 +77,15 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// A config file: regular, at most `config::MAX_CONFIG_BYTES`, opened without blocking
+/// (a FIFO at the path must not hang the start; issue 18).
 fn read(file: &str) -> Result<String, String> {
-    std::fs::read_to_string(file).map_err(|e| format!("read {file}: {e}"))
+    let bytes = crate::shell::files::read_small_regular_following(
+        std::path::Path::new(file),
+        crate::config::MAX_CONFIG_BYTES as u64,
+    )
+    .map_err(|e| format!("read {file}: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| format!("read {file}: stream did not contain valid UTF-8"))
 }
 
 fn check_config(files: &[String]) -> ExitCode {

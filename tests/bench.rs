@@ -297,3 +297,177 @@ fn bench_closed_loop() {
     );
     let _ = DL;
 }
+
+/// p50, p99 and max of `v` (ms), or dashes.
+fn latency_figures(v: &mut [f64]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
+    format!("p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} probes)", q(0.5), q(0.99), q(1.0), v.len())
+}
+
+/// GET /health every `every` until `stop`; latencies (ms) of the answers and how many got none.
+fn probe_health(port: u16, every: Duration, stop: &std::sync::atomic::AtomicBool) -> (Vec<f64>, usize) {
+    let mut lat = Vec::new();
+    let mut failed = 0;
+    for _ in 0..100_000 {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let t = Instant::now();
+        match crate::robustness::get(port, "/health", Duration::from_secs(10)) {
+            Some(_) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
+            None => failed += 1,
+        }
+        std::thread::sleep(every.saturating_sub(t.elapsed()));
+    }
+    (lat, failed)
+}
+
+#[test]
+#[ignore = "benchmark: run with make bench"]
+fn bench_history_attack() {
+    use crate::robustness::{DaemonGuard, FAST, TempDir, config_with_history, get, heavy_history_target};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespace and TUN)");
+        return;
+    }
+    let secs = bench_secs().min(20);
+    let rig = Rig::start(&[(FAST, Some(Duration::from_millis(10)))]).expect("rig");
+    let tmp = TempDir::new("bench-history");
+    let db = tmp.0.join("metrics.db");
+    let t = Instant::now();
+    crate::robustness::history_db(&db, 1_000_000);
+    let built = t.elapsed().as_secs_f64();
+    let mut daemon = DaemonGuard::start(&rig, &tmp.0, &config_with_history(&tmp.0, 19191, &db));
+    assert!(crate::robustness::wait_http(&rig, 19191), "health never answered");
+    let heavy = heavy_history_target();
+    let stop = AtomicBool::new(false);
+    let (ok, refused, failed) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+    let (mut lat, lost) = rig
+        .ns()
+        .run_in(|| {
+            std::thread::scope(|s| {
+                for _ in 0..64 {
+                    s.spawn(|| {
+                        for _ in 0..100_000 {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            match get(19191, &heavy, Duration::from_secs(30)) {
+                                Some(200) => ok.fetch_add(1, Ordering::Relaxed),
+                                Some(503) => {
+                                    // A refused client retries after a short pause, as a
+                                    // dashboard would.
+                                    std::thread::sleep(Duration::from_millis(20));
+                                    refused.fetch_add(1, Ordering::Relaxed)
+                                }
+                                _ => failed.fetch_add(1, Ordering::Relaxed),
+                            };
+                        }
+                    });
+                }
+                let probe = s.spawn(|| probe_health(19191, Duration::from_millis(50), &stop));
+                std::thread::sleep(Duration::from_secs(secs));
+                stop.store(true, Ordering::Relaxed);
+                probe.join().unwrap_or_default()
+            })
+        })
+        .expect("clients");
+    let (cpu, rss) = proc_usage(daemon.pid());
+    let log = daemon.stop();
+    println!();
+    println!(
+        "history attack (issue 18): 64 clients repeating the 1500-name /metrics/history?range=1h query for {secs} s"
+    );
+    println!("on a 1 000 000-row history ({built:.1} s to build), release build; /health probed every 50 ms");
+    println!(
+        "  ticks                      {} ticks, {} missed; lateness p50 {} us, p99 {} us, max {} us",
+        stat(&log, "ticks"),
+        stat(&log, "missed"),
+        stat(&log, "late_p50_us"),
+        stat(&log, "late_p99_us"),
+        stat(&log, "late_max_us")
+    );
+    println!("  /health                    {} ; {lost} unanswered", latency_figures(&mut lat));
+    println!(
+        "  heavy requests             {} answered 200, {} refused 503, {} failed otherwise",
+        ok.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+    println!("  wanctl CPU / peak RSS      {cpu:.2} s / {:.2} MB", rss as f64 / 1024.0);
+    println!(
+        "  stall warnings logged      {}",
+        log.lines().filter(|l| l.contains("control loop stalled")).count()
+    );
+}
+
+#[test]
+#[ignore = "benchmark: run with make bench"]
+fn bench_slow_loris() {
+    use crate::robustness::{DaemonGuard, FAST, TempDir, config_with_history};
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespace and TUN)");
+        return;
+    }
+    let secs = bench_secs().min(20);
+    let rig = Rig::start(&[(FAST, Some(Duration::from_millis(10)))]).expect("rig");
+    let tmp = TempDir::new("bench-loris");
+    let db = tmp.0.join("metrics.db");
+    let mut daemon = DaemonGuard::start(&rig, &tmp.0, &config_with_history(&tmp.0, 19195, &db));
+    assert!(crate::robustness::wait_http(&rig, 19195), "health never answered");
+    let stop = AtomicBool::new(false);
+    let connects = AtomicUsize::new(0);
+    let (mut lat, lost) = rig
+        .ns()
+        .run_in(|| {
+            std::thread::scope(|s| {
+                for _ in 0..200 {
+                    s.spawn(|| {
+                        // A byte a second, reconnecting whenever the server drops us.
+                        for _ in 0..100_000 {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", 19195)) else {
+                                std::thread::sleep(Duration::from_millis(100));
+                                continue;
+                            };
+                            connects.fetch_add(1, Ordering::Relaxed);
+                            for b in b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" {
+                                if stop.load(Ordering::Relaxed) || c.write_all(&[*b]).is_err() {
+                                    break;
+                                }
+                                std::thread::sleep(Duration::from_secs(1));
+                            }
+                        }
+                    });
+                }
+                std::thread::sleep(Duration::from_secs(2));
+                let probe = s.spawn(|| probe_health(19195, Duration::from_millis(100), &stop));
+                std::thread::sleep(Duration::from_secs(secs));
+                stop.store(true, Ordering::Relaxed);
+                probe.join().unwrap_or_default()
+            })
+        })
+        .expect("clients");
+    let log = daemon.stop();
+    println!();
+    println!(
+        "slow-loris (issue 18): 200 clients trickling a byte a second for {secs} s, /health probed every 100 ms"
+    );
+    println!("  /health                    {} ; {lost} unanswered", latency_figures(&mut lat));
+    println!("  slow connections opened    {}", connects.load(Ordering::Relaxed));
+    println!(
+        "  ticks                      {} ticks, {} missed; lateness max {} us",
+        stat(&log, "ticks"),
+        stat(&log, "missed"),
+        stat(&log, "late_max_us")
+    );
+}

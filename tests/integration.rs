@@ -11,6 +11,7 @@ mod health;
 mod history;
 mod packaging;
 mod purity;
+mod robustness;
 mod sim;
 mod status_page;
 mod steering;

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use crate::units::Bps;
 
+pub use raw::{MAX_CONFIG_BYTES, MAX_FLOW_NESTING};
 pub use rules::{
     check_comment, check_host, check_identifier, check_path, check_router_user, check_ssh_key, is_hostname,
     is_ipv4_literal, is_ipv6_literal,

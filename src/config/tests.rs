@@ -348,6 +348,45 @@ fn types_are_checked_with_the_originals_rules() {
 }
 
 #[test]
+fn issue_18_a_secret_of_the_wrong_type_is_never_printed() {
+    for (value, kind) in [("73918264", "an integer"), ("7391.8264", "a number"), ("true", "a boolean")] {
+        let e = only_error(autorate(&set(AUTORATE, "router.password", value)));
+        assert_eq!(e.path, "router.password");
+        assert_eq!(e.problem, format!("expected a string, got {kind}"));
+        assert!(!e.to_string().contains(value), "{e}");
+    }
+    // Other keys still show the value they got.
+    let e = only_error(autorate(&set(AUTORATE, "router.user", "42")));
+    assert_eq!(e.problem, "expected a string, got an integer (42)");
+}
+
+#[test]
+fn issue_18_deep_or_huge_configs_are_refused_before_parsing() {
+    // 64 KB of nested `{` took the YAML parser 11 s.
+    let deep = format!("{AUTORATE}\nx: {}\n", "{a: ".repeat(16_000));
+    let e = only_error(autorate(&deep));
+    assert_eq!(e.problem, "collections are nested more than 32 deep");
+    let huge = format!("{AUTORATE}\n# {}\n", "x".repeat(300 * 1024));
+    let e = only_error(autorate(&huge));
+    assert!(
+        e.problem.starts_with("the file is ") && e.problem.ends_with("at most 262144 are accepted"),
+        "{e}"
+    );
+    // Braces inside quoted scalars and comments do not count; nesting to the limit is fine.
+    let quoted = format!(
+        "{AUTORATE}\nx1: \"{}\"\nx2: '{}'\n# {}\nx3: don't {}\nx4: \"a\\\"{}\"\n",
+        "{".repeat(100),
+        "[".repeat(100),
+        "{".repeat(100),
+        "{{{ fine",
+        "{".repeat(40)
+    );
+    assert!(autorate(&quoted).is_ok(), "{:?}", autorate(&quoted).err());
+    let nested = format!("{AUTORATE}\nx: {}1{}\n", "[".repeat(32), "]".repeat(32));
+    assert!(autorate(&nested).is_ok());
+}
+
+#[test]
 fn integers_are_accepted_for_float_keys() {
     let c = ok(&set(AUTORATE, "continuous_monitoring.download.factor_down", "1")).config;
     assert_eq!(c.monitoring.download.factor_down, 1.0);

@@ -311,6 +311,52 @@ fn state_round_trips_through_the_controller() {
     assert!(saved.same_content(&fresh.to_state(String::new())));
 }
 
+#[test]
+fn issue_18_restored_baseline_outside_the_bounds_is_discarded() {
+    use crate::engine::state::{EwmaState, StateFile};
+    let cfg = sample_config(); // bounds 10..60 ms, initial 20 ms, ceiling 100 Mbit/s
+    let mut w = WanController::new(&cfg, Instant::ZERO);
+    let mut state = w.to_state(String::new());
+    state.ewma = Some(EwmaState { baseline_rtt: 500.0, load_rtt: 500.0 });
+    let bytes = state.encode();
+    w.restore(&StateFile::decode(&bytes).expect("valid"));
+    assert_eq!(w.filter().baseline_ms(), 20.0, "the configured initial baseline, not 500");
+    // Ten simulated minutes at 120 ms: a bloated line is cut, as after a fresh start.
+    for i in 1..=12_000 {
+        tick(&mut w, i * 50, Sample::Rtt(120.0));
+    }
+    assert!(w.download().rate() < cfg.monitoring.download.ceiling, "{:?}", w.download().rate());
+    let saved = w.to_state(String::new());
+    let b = saved.ewma.expect("ewma").baseline_rtt;
+    assert!((10.0..=60.0).contains(&b), "written back inside the bounds: {b}");
+    // A baseline inside the bounds is kept exactly.
+    let mut w = WanController::new(&cfg, Instant::ZERO);
+    state.ewma = Some(EwmaState { baseline_rtt: 42.5, load_rtt: 43.0 });
+    w.restore(&state);
+    assert_eq!((w.filter().baseline_ms(), w.filter().load_ms()), (42.5, 43.0));
+}
+
+#[test]
+fn issue_18_restored_streaks_at_u32_max_saturate_instead_of_overflowing() {
+    let mut q = cable();
+    q.restore(mbps(800.0), u32::MAX, u32::MAX, u32::MAX);
+    let t = ZoneThresholds { target_ms: 15.0, warn_ms: 45.0, hard_red_ms: 80.0 };
+    q.adjust_4state(0.0, t, false);
+    assert_eq!(q.green_streak, u32::MAX);
+    q.restore(mbps(800.0), 0, u32::MAX, 0);
+    q.adjust_4state(50.0, t, false);
+    assert_eq!(q.soft_red_streak, u32::MAX);
+    q.restore(mbps(800.0), 0, 0, u32::MAX);
+    q.adjust_4state(100.0, t, false);
+    assert_eq!(q.red_streak, u32::MAX);
+    let mut up = cable();
+    up.restore(mbps(800.0), u32::MAX, 0, u32::MAX);
+    up.adjust_3state(0.0, t);
+    up.restore(mbps(800.0), 0, 0, u32::MAX);
+    up.adjust_3state(100.0, t);
+    assert_eq!(up.red_streak, u32::MAX);
+}
+
 mod daemon {
     use core::net::{IpAddr, Ipv4Addr};
     use std::time::Duration;

@@ -839,8 +839,14 @@ impl WanController {
         if let Some(u) = s.upload {
             self.upload.restore(Bps(u.current_rate), u.green_streak, u.soft_red_streak, u.red_streak);
         }
-        if let Some(e) = s.ewma {
-            self.filter.restore(e.baseline_rtt, e.load_rtt);
+        if let Some(e) = s.ewma
+            && let Some(bad) = self.filter.restore(e.baseline_rtt, e.load_rtt)
+        {
+            log::warn!(
+                target: "wanctl::state",
+                "restored baseline RTT {bad} ms is outside baseline_rtt_bounds; starting from {} ms",
+                self.filter.baseline_ms()
+            );
         }
         if let (Some(dl), Some(ul)) = (s.last_applied.dl_rate, s.last_applied.ul_rate) {
             self.writer.assume_applied(Rates { download: Bps(dl), upload: Bps(ul) });

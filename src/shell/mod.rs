@@ -4,11 +4,13 @@
 pub mod event_loop;
 pub mod files;
 pub mod history_cli;
+pub mod history_query;
 pub mod http_server;
 pub mod logger;
 pub mod router_io;
 pub mod status_page;
 pub mod steering_loop;
 pub mod store;
+pub mod ticks;
 #[cfg(feature = "tls")]
 pub mod tls;
