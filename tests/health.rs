@@ -188,6 +188,8 @@ fn health_is_503_during_a_router_outage_and_metrics_parse_as_prometheus() {
         .find_map(|w| w.strip_prefix("late_max_us="))
         .and_then(|v| v.parse().ok())
         .expect("shutdown stats");
-    assert!(late_max < 100_000, "a tick waited {late_max} us under the hammer\n{log}");
+    // Lateness counts missed ticks in full since issue 18 (a hiccup of a loaded machine
+    // costs one or two); a loop blocked by the hammer would show seconds.
+    assert!(late_max < 250_000, "a tick waited {late_max} us under the hammer\n{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -211,7 +211,9 @@ fn rest_over_http_cuts_on_congestion_over_one_keepalive_connection() {
     assert!(reqs.iter().any(|r| r.method == "PATCH" && r.body_text().contains("cake-down-wan1")));
     let (code, log) = bed.stop();
     assert_eq!(code, 0, "{log}");
-    assert!(Bed::late_max_us(&log) < 50_000, "{log}");
+    // Since issue 18 lateness counts a stalled loop in full; a scheduler hiccup on a
+    // loaded shared machine costs a tick or two, a blocked loop (timeouts) seconds.
+    assert!(Bed::late_max_us(&log) < 250_000, "{log}");
 }
 
 #[test]
@@ -294,7 +296,8 @@ fn injected_faults_never_stop_the_ticks_and_the_next_write_lands() {
         assert!(bed.rest_rate().is_some_and(|r| r < CEILING), "{fault:?}: the cut is on the router");
         let (code, log) = bed.stop();
         assert_eq!(code, 0);
-        assert!(Bed::late_max_us(&log) < 50_000, "ticks delayed by {fault:?}:\n{log}");
+        // See above: lateness counts missed ticks in full since issue 18.
+        assert!(Bed::late_max_us(&log) < 250_000, "ticks delayed by {fault:?}:\n{log}");
     }
 }
 
