@@ -177,10 +177,11 @@ fn sim(args: &SimArgs) -> ExitCode {
             for load in [true, false] {
                 let cfg = scenarios::with_law(&cfg, load);
                 let w = scenarios::run(s, &cfg, seed);
-                if let (Some(every), true) = (args.trace_every, load) {
+                if let Some(every) = args.trace_every {
                     for r in w.trace.iter().step_by(every.max(1) as usize) {
                         println!(
-                            "{:7.2} cap {:5.1} rate {:5.1}/{:4.1} delay {:6.1} meas {:6.1} base {:5.1} dl {:<8} ul {:<8} tokens {:5.1} load {}",
+                            "{} {:7.2} cap {:5.1} rate {:5.1}/{:4.1} delay {:6.1} meas {:6.1} base {:5.1} dl {:<8} ul {:<8} tokens {:5.1} load {}",
+                            if load { "load" } else { "rtt " },
                             r.t,
                             r.dl_capacity,
                             r.dl_rate,

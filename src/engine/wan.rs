@@ -37,10 +37,10 @@ const NEAR_PROBE_PATIENCE: Duration = Duration::from_secs(2);
 /// the capacity dropped, when it is most likely to come back)...
 const PROBE_BURST: f64 = 3.0;
 /// ...refilled at this share of the write budget, counted in writes (a failed probe costs
-/// two: up and back). 0.7 keeps a steady saturated line at or under the budget on average
-/// even with the initial bucket spent (e.g. 7 writes a minute at the default 10, plus the
+/// two: up and back). 0.8 keeps a steady saturated line at or under the budget on average
+/// even with the initial bucket spent (e.g. 8 writes a minute at the default 10, plus the
 /// burst), leaving the rest for cuts when the capacity falls.
-const PROBE_SHARE: f64 = 0.7;
+const PROBE_SHARE: f64 = 0.8;
 /// A direction whose achieved rate is below this share of its shaper rate, while loaded,
 /// is limited by the line, not by the shaper: its achieved rate is the line's capacity.
 const CAPACITY_LIMITED: f64 = 0.95;
@@ -639,12 +639,21 @@ impl WanController {
             // with each successful probe; but near a recent capacity estimate, one quantum
             // only, and below it, straight up to just under it.
             let hint = self.capacity_hint.filter(|&(_, at)| now.saturating_since(at) <= HINT_LIFETIME);
+            // "Near" includes just under 95 % of the estimate by less than a probe quantum:
+            // climbing that sliver would cost a write for nothing measurable.
+            let dl_step = self
+                .download
+                .limits()
+                .step_up
+                .0
+                .saturating_mul(u64::from(self.download.limits().green_required.max(1)));
             let mut near_hint = self.desired().download > reference.download
                 && hint.is_some_and(|(c, _)| {
-                    reference.download >= c.scale(0.95) && reference.download <= c.scale(1.1)
+                    reference.download.0.saturating_add(dl_step) >= c.scale(0.95).0
+                        && reference.download <= c.scale(1.1)
                 });
-            // Near a known capacity, probe when the budget has a token to spare beyond the
-            // probe itself, and not sooner than the patience after the last cut: about one
+            // Near a known capacity, probe not sooner than NEAR_PROBE_PATIENCE after the last
+            // cut and only with the probe allowance: about one
             // probe (up, and back if it fails) per patience, which stretches from
             // NEAR_PROBE_MIN_PATIENCE with a full bucket to 2.5 token intervals at the
             // reserve, so steady probing stays under the budget. Until then the download

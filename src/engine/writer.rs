@@ -18,7 +18,7 @@
 //!   otherwise mean 20 writes a second) successive cuts are coalesced to one per
 //!   `YELLOW_CUT_GAP`, and to one per token interval (60 s / budget) while the debt is
 //!   at its cap.
-//! * **The debt is capped** at one bucket (`-budget` tokens). A congested cut at the cap
+//! * **The debt is capped** at half a bucket (`-budget / 2` tokens). A congested cut at the cap
 //!   is written without deepening the debt. This is what makes stranding impossible: the
 //!   original's limiter (and this policy before the cap) could be many tokens in debt
 //!   after a long congestion episode and then hold every increase for a minute or more.
@@ -31,9 +31,9 @@
 //! **Bounds.** Let `b` be the budget per minute and `T` any span.
 //! 1. *No stranding:* an increase asked for with the recovery floor is written at most
 //!    `max(INCREASE_GAP, 60 s / b)` after it is asked for (6 s at the default 10/min; the
-//!    balance never sits below `-b`, and one token refills in `60 / b` s), plus the retry
+//!    balance never sits below `-b/2`, and one token refills in `60 / b` s), plus the retry
 //!    back-off while the router does not answer.
-//! 2. *Flash wear:* increases over `T` are at most `2b + b·T/60` (bucket plus cap plus
+//! 2. *Flash wear:* increases over `T` are at most `1.5b + b·T/60` (bucket plus cap plus
 //!    refill). Cuts at the cap are free, but each needs congestion measured on samples
 //!    sent after the previous cut took effect (`engine::wan`), and a congested cut lowers
 //!    the rate by at least `1 - factor_down` (or reaches the floor, after which there is
@@ -194,7 +194,14 @@ impl WritePolicy {
     /// The balance a recovery increase needs: one token above the debt cap, so such an
     /// increase waits at most one token interval (bound 1 of the module doc).
     pub fn recovery_floor(&self) -> f64 {
-        1.0 - self.per_min
+        1.0 - self.max_debt()
+    }
+
+    /// The deepest the balance goes: half a bucket. The cap, not its depth, is what bounds
+    /// the hold of an increase; a shallow cap keeps a start-up or congestion transient
+    /// from spending more than one and a half minutes' budget.
+    pub fn max_debt(&self) -> f64 {
+        self.per_min / 2.0
     }
 
     /// Seconds for one token to refill.
@@ -249,7 +256,7 @@ impl WritePolicy {
                 // The first cut of an episode goes at once; later YELLOW decays coalesce.
                 _ if previous_urgency < urgency => true,
                 // At the debt cap a YELLOW cut waits for a token's worth of time.
-                _ if self.tokens < 1.0 - self.per_min => {
+                _ if self.tokens < 1.0 - self.max_debt() => {
                     since_write.is_none_or(|s| s >= self.token_interval().max(YELLOW_CUT_GAP))
                 }
                 _ => since_write.is_none_or(|s| s >= YELLOW_CUT_GAP),
@@ -263,7 +270,7 @@ impl WritePolicy {
             return None;
         }
         // The debt never deepens past the cap (a congested cut there is free).
-        self.tokens = (self.tokens - 1.0).max(-self.per_min).min(self.tokens);
+        self.tokens = (self.tokens - 1.0).max(-self.max_debt()).min(self.tokens);
         self.stats.attempts += 1;
         self.last_write_at = Some(now);
         self.in_flight = Some((desired, true));
@@ -404,7 +411,7 @@ mod tests {
             assert!(w.decide(ms(i * 100), r(rate, 100), Urgency::Congested).is_some(), "cut {i}");
             w.on_result(ms(i * 100), WriteOutcome::Applied);
         }
-        assert_eq!(w.tokens(), -BUCKET, "debt capped at one bucket");
+        assert_eq!(w.tokens(), -BUCKET / 2.0, "debt capped at half a bucket");
         // The capacity is back: a recovery increase goes out within one token interval.
         let asked = ms(6_000);
         let floor = w.recovery_floor();
@@ -448,7 +455,7 @@ mod tests {
     fn budget_sets_bucket_refill_and_cap() {
         let mut w = WritePolicy::with_budget(ms(0), 30.0);
         assert_eq!(w.tokens(), 30.0);
-        assert_eq!(w.recovery_floor(), -29.0);
+        assert_eq!(w.recovery_floor(), -14.0);
         assert_eq!(w.token_interval(), Duration::from_secs(2));
         w.decide(ms(0), r(1, 1), Urgency::Calm);
         w.on_result(ms(0), WriteOutcome::Applied);

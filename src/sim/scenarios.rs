@@ -427,7 +427,7 @@ pub fn check(s: &Scenario, cfg: &AutorateConfig, w: &SimWorld, seed: u64) -> Vec
         }
         prev = x.rates;
     }
-    let bound = 2.0 * b + b * minutes;
+    let bound = 1.5 * b + b * minutes;
     if increases as f64 > bound {
         fail(format!("{increases} increases in {minutes:.1} min exceed the budget bound {bound:.0}"));
     }
