@@ -1857,6 +1857,23 @@ impl FakeSsh {
         fs::rename(&tmp, &self.state).expect("fake ssh: replace state");
     }
 
+    /// Changes the state under the lock the fake `ssh` processes take (`state.json.lock`),
+    /// so a concurrent `set` is neither lost nor overwritten.
+    pub fn update_state(&self, change: impl FnOnce(&mut Value)) {
+        let lock_path = self.dir.join("state.json.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&lock_path)
+            .expect("fake ssh: open state lock");
+        let _guard = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .expect("fake ssh: lock state");
+        let mut state = self.state();
+        change(&mut state);
+        self.write_state(&state);
+    }
+
     /// `max-limit` of queue `name` in bits/s.
     pub fn queue_max_limit(&self, name: &str) -> Option<u64> {
         self.state()["queues"][name]["max-limit"].as_u64()
