@@ -208,6 +208,17 @@ fn sim(args: &SimArgs) -> ExitCode {
     println!();
     print!("{}", scenarios::table(&rows));
     if args.scenario.is_none() {
+        let mut pool_rows = vec![];
+        for &seed in &seeds {
+            let (f, b) = crate::sim::pool::run_all(&cfg, seed);
+            pool_rows.extend(f);
+            bad.extend(b);
+        }
+        println!("\nReflector pool (issue 13; 'before'/'after' = the 30 s around the fault or the load):");
+        for s in crate::sim::pool::all() {
+            println!("  {:<12} {}", s.name, s.about);
+        }
+        print!("{}", crate::sim::pool::table(&pool_rows));
         println!(
             "\nRecovery bought with writes (median and worst over seeds {seeds:?}; 'load' = queue counters, 'rtt' = RTT-only law):"
         );

@@ -226,7 +226,10 @@ fn bench_closed_loop() {
         let _ = c.kill();
         let _ = c.wait();
     }
-    let requests = bed.router.requests();
+    // Counter reads (issue 11) are counted apart from the requests a write costs.
+    let all_requests = bed.router.requests();
+    let reads = all_requests.iter().filter(|r| r.path.contains(".proplist")).count();
+    let requests: Vec<_> = all_requests.into_iter().filter(|r| !r.path.contains(".proplist")).collect();
     let drop_at = t0 + Duration::from_secs(8);
     let reaction = requests
         .iter()
@@ -287,6 +290,7 @@ fn bench_closed_loop() {
         requests.len(),
         requests.len() as f64 / router_updates.max(1) as f64
     );
+    println!("  counter reads              {reads} ({:.2} per second)", reads as f64 / wall);
     println!("  router round trip          {router_rtt}");
     println!(
         "  stripped static binary     {}",
@@ -296,6 +300,64 @@ fn bench_closed_loop() {
         ))
     );
     let _ = DL;
+}
+
+/// Issue 11 on the closed loop: the load-aware law next to the RTT-only law on the same
+/// traces (step 100 -> 40 -> 100, collapse to 5 below the 10 Mbit/s floor and back, an
+/// LTE-like random walk), REST transport. Prints recovery, delay, utilisation, writes and
+/// counter reads per second. Each run is real time (about 4 minutes in all).
+#[test]
+#[ignore = "benchmark: run with make bench"]
+fn bench_load_law() {
+    use crate::e2e::Testbed;
+    use crate::support::closed_loop::{self, CapacityTrace};
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespace and TUN)");
+        return;
+    }
+    let runs: [(&str, CapacityTrace, u64, Option<f64>); 3] = [
+        ("step", CapacityTrace::Steps(vec![(0.0, 100.0), (8.0, 40.0), (28.0, 100.0)]), 45, Some(28.0)),
+        ("collapse", CapacityTrace::Steps(vec![(0.0, 100.0), (8.0, 5.0), (28.0, 100.0)]), 45, Some(28.0)),
+        (
+            "lte",
+            CapacityTrace::RandomWalk { start: 60.0, min: 15.0, max: 90.0, every: 2.0, seed: 3 },
+            60,
+            None,
+        ),
+    ];
+    println!();
+    println!("load-aware law vs RTT-only law on the closed loop (REST, 3 reflectors, budget 10/min)");
+    println!(
+        "{:<9} {:<4} {:>10} {:>8} {:>8} {:>6} {:>9} {:>8}",
+        "trace", "law", "to 90% s", "p50 ms", "p95 ms", "util", "writes/m", "reads/s"
+    );
+    for (name, trace, secs, recover) in runs {
+        for (law, extra) in [("load", ""), ("rtt", "  load_control:\n    enabled: false\n")] {
+            let mut bed = Testbed::start_opts(&format!("bench-law-{name}-{law}"), false, extra);
+            let s = bed.drive(&trace, secs, |_| {});
+            let health = crate::health::http_get(&bed.rig, 9101, "/health").map(|r| r.1).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&health).unwrap_or_default();
+            let writes = v["wans"][0]["router_updates"].as_u64().unwrap_or(0);
+            let reads = bed.router.requests().iter().filter(|r| r.path.contains(".proplist")).count();
+            let (code, log) = bed.stop();
+            assert_eq!(code, 0, "{log}");
+            let back = recover.and_then(|r| {
+                s.iter().filter(|x| x.t >= r).find(|x| x.shaped >= 0.9 * x.capacity).map(|x| x.t - r)
+            });
+            let f = closed_loop::figures(&s, 0.0, secs as f64);
+            println!(
+                "{:<9} {:<4} {:>10} {:>8.1} {:>8.1} {:>6.3} {:>9.1} {:>8.2}",
+                name,
+                law,
+                back.map_or("-".into(), |b| format!("{b:.2}")),
+                f.p50,
+                f.p95,
+                f.utilisation,
+                writes as f64 / secs as f64 * 60.0,
+                reads as f64 / secs as f64
+            );
+        }
+    }
 }
 
 /// p50, p99 and max of `v` (ms), or dashes.

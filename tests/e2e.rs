@@ -42,6 +42,12 @@ impl Testbed {
     /// A testbed whose daemon talks to the router over SSH (the fake `ssh` console, whose
     /// queue counters follow the link model as the REST fake's do).
     pub fn start_with(name: &str, over_ssh: bool) -> Testbed {
+        Testbed::start_opts(name, over_ssh, "")
+    }
+
+    /// [`Testbed::start_with`] with extra `continuous_monitoring` lines (two-space indent),
+    /// e.g. `"  load_control:\n    enabled: false\n"` for the RTT-only law.
+    pub fn start_opts(name: &str, over_ssh: bool, monitoring_extra: &str) -> Testbed {
         let rig = Rig::start(&REFLECTORS.map(|r| (r, Some(Duration::from_millis(20))))).expect("rig");
         let router = rig.ns().run_in(FakeRouterOs::start).expect("router in namespace");
         router.set_queue_max_limit(DL, 100_000_000);
@@ -68,7 +74,7 @@ queues:
   upload: "WAN-Upload-1"
 continuous_monitoring:
   enabled: true
-  baseline_rtt_initial: 20
+{monitoring_extra}  baseline_rtt_initial: 20
   download:
     floor_green_mbps: 30
     floor_yellow_mbps: 25

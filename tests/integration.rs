@@ -10,6 +10,7 @@ mod fake_router_selftest;
 mod health;
 mod history;
 mod packaging;
+mod pool;
 mod purity;
 mod robustness;
 mod sim;

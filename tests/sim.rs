@@ -41,3 +41,12 @@ fn same_seed_same_run() {
     let b = scenarios::figures(&s, &scenarios::run(&s, &cfg, 11), 11);
     assert_eq!(a, b);
 }
+
+#[test]
+fn issue_13_reflector_pool_scenarios_hold_their_invariants() {
+    let cfg = sample_config();
+    for seed in 1..=3u64 {
+        let (_, bad) = wanctl::sim::pool::run_all(&cfg, seed);
+        assert!(bad.is_empty(), "replay with SIM_SEED={seed} make sim: {bad:#?}");
+    }
+}

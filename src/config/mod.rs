@@ -187,6 +187,9 @@ pub struct DirectionConfig {
     pub factor_down_yellow: f64,
     /// Consecutive GREEN cycles before each step-up (default 5).
     pub green_required: u32,
+    /// Adapt this direction (default true); `false` keeps it at its ceiling, still measured
+    /// and reported (new key `adaptive`, e.g. a fixed download cap on satellite).
+    pub adaptive: bool,
     /// Per-state floors; with legacy `floor_mbps` all four are equal. Upload's soft-red
     /// floor equals its yellow floor.
     pub floor_green: Bps,
@@ -301,6 +304,47 @@ impl LoadControl {
     }
 }
 
+/// `continuous_monitoring.reflectors` (new): the reflector pool (`engine::prober`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReflectorPool {
+    /// The pool (hosts, IPv4 and IPv6 together); `None` = `ping_hosts`.
+    pub pool: Option<Vec<String>>,
+    /// Reflectors probed at once; `None` = min(3, pool size).
+    pub active: Option<usize>,
+    /// Healthy active reflectors a decision needs; `None` = a majority of `active`.
+    pub quorum: Option<usize>,
+    /// An active reflector whose RTT sits this far (ms) above the others' (each against its
+    /// own baseline) is misbehaving (default 15).
+    pub outlier_ms: f64,
+    /// ...and is replaced after misbehaving this long (default 30 s).
+    pub outlier_after: Duration,
+    /// An active reflector that lost at least half its probes over this window while
+    /// others answered is replaced (default 2 s).
+    pub dead_after: Duration,
+    /// Probe less while both queues are idle (needs the queue counters; default true).
+    pub idle_backoff: bool,
+    /// Rounds per second while idle (default 2).
+    pub idle_rate_hz: f64,
+    /// Idle this long before backing off (default 30 s).
+    pub idle_after: Duration,
+}
+
+impl Default for ReflectorPool {
+    fn default() -> ReflectorPool {
+        ReflectorPool {
+            pool: None,
+            active: None,
+            quorum: None,
+            outlier_ms: 15.0,
+            outlier_after: Duration::from_secs(30),
+            dead_after: Duration::from_secs(2),
+            idle_backoff: true,
+            idle_rate_hz: 2.0,
+            idle_after: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The default long-run write budget (the original's limiter: 10 writes a minute).
 pub const DEFAULT_WRITE_BUDGET_PER_MIN: f64 = 10.0;
 
@@ -327,6 +371,15 @@ pub struct Monitoring {
     pub load: LoadControl,
     /// Long-run router writes per minute (new, `write_budget_per_minute`; default 10).
     pub write_budget_per_min: f64,
+    /// The reflector pool (new; default: `ping_hosts`, 3 active).
+    pub reflectors: ReflectorPool,
+}
+
+impl Monitoring {
+    /// The reflector pool: `reflectors.pool`, else `ping_hosts`.
+    pub fn pool_hosts(&self) -> &[String] {
+        self.reflectors.pool.as_deref().unwrap_or(&self.ping_hosts)
+    }
 }
 
 /// An HTTP endpoint (`health_check.*`, `metrics.*`).

@@ -1826,3 +1826,56 @@ mod load_control_tests {
         assert!(bad.to_string().contains("continuous_monitoring.load_control.stale_after_sec"), "{bad}");
     }
 }
+
+mod reflector_pool_tests {
+    use crate::config::parse_autorate;
+    use std::time::Duration;
+
+    fn with(extra: &str) -> String {
+        let base = include_str!("../../config/cable.yaml");
+        base.replace("continuous_monitoring:\n", &format!("continuous_monitoring:\n{extra}"))
+    }
+
+    #[test]
+    fn pool_keys_parse_and_default() {
+        let env = |_: &str| Some("pw".to_string());
+        let plain = parse_autorate(include_str!("../../config/cable.yaml"), "c.yaml", &env).expect("valid");
+        let m = &plain.config.monitoring;
+        assert_eq!(m.pool_hosts(), &m.ping_hosts[..], "ping_hosts is the pool");
+        assert!(m.download.adaptive && m.upload.adaptive);
+        let ok = parse_autorate(
+            &with("  reflectors:\n    pool: [\"1.1.1.1\", \"2606:4700:4700::1111\", \"9.9.9.9\", \"8.8.8.8\"]\n    active: 2\n    quorum: 1\n    idle_rate_hz: 1\n    idle_after_sec: 60\n    outlier_ms: 20\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect("valid");
+        let r = &ok.config.monitoring.reflectors;
+        assert_eq!(ok.config.monitoring.pool_hosts().len(), 4);
+        assert_eq!((r.active, r.quorum, r.idle_rate_hz, r.outlier_ms), (Some(2), Some(1), 1.0, 20.0));
+        assert_eq!(r.idle_after, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn pool_errors_name_their_keys() {
+        let env = |_: &str| Some("pw".to_string());
+        let bad = parse_autorate(
+            &with("  reflectors:\n    pool: [\"1.1.1.1\", \"9.9.9.9\"]\n    active: 3\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect_err("active > pool");
+        assert!(bad.to_string().contains("continuous_monitoring.reflectors.active"), "{bad}");
+        let bad = parse_autorate(&with("  reflectors:\n    active: 2\n    quorum: 3\n"), "c.yaml", &env)
+            .expect_err("quorum > active");
+        assert!(bad.to_string().contains("continuous_monitoring.reflectors.quorum"), "{bad}");
+        let bad = parse_autorate(
+            &with("  reflectors:\n    pool: [\"not a host!\"]\n    idle_rate_hz: 0\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect_err("bad host and rate");
+        let text = bad.to_string();
+        assert!(text.contains("continuous_monitoring.reflectors.pool[0]"), "{text}");
+        assert!(text.contains("continuous_monitoring.reflectors.idle_rate_hz"), "{text}");
+    }
+}

@@ -326,7 +326,7 @@ impl QueueController {
         } else {
             (self.rate, c.floor_green)
         };
-        self.rate = rate.max(floor).min(c.ceiling);
+        self.rate = if c.adaptive { rate.max(floor).min(c.ceiling) } else { c.ceiling };
         let transition = self.transition(zone, delta_ms, |to| match to {
             Zone::Red => (ThresholdName::HardRed, t.hard_red_ms),
             Zone::SoftRed => (ThresholdName::SoftRed, t.warn_ms),
@@ -367,7 +367,8 @@ impl QueueController {
         } else {
             self.rate
         };
-        self.rate = rate.max(c.floor_red).min(c.ceiling);
+        // `adaptive: false`: measured and reported, never moved from the ceiling.
+        self.rate = if c.adaptive { rate.max(c.floor_red).min(c.ceiling) } else { c.ceiling };
         let transition = self.transition(zone, delta_ms, |to| match to {
             Zone::Red => (ThresholdName::Warn, t.warn_ms),
             _ => (ThresholdName::Target, t.target_ms),

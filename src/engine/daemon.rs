@@ -22,7 +22,7 @@ use log::{debug, info, warn};
 use crate::config::AutorateConfig;
 use crate::engine::connectivity::{Connectivity, FailureKind};
 use crate::engine::load::{LoadMeter, Reading};
-use crate::engine::prober::{Probe, Prober};
+use crate::engine::prober::{Misbehaviour, PoolEvent, PoolSettings, Probe, Prober};
 use crate::engine::state::StateFile;
 use crate::engine::stats::{Histogram, LogLimiter};
 use crate::engine::wan::{Fallback, Outcome, TickReport, WanController, WanEvent};
@@ -39,6 +39,9 @@ pub const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Period of the one-line INFO summary.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+/// A direction carrying less than this share of its shaper rate is idle (probe back-off,
+/// stall detection).
+const IDLE_SHARE: f64 = 0.05;
 /// `WATCHDOG=1` at most this often.
 const WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -176,6 +179,7 @@ struct Slot {
     fallback_started: Option<Instant>,
     writing: bool,
     reading: bool,
+    stalled: bool,
     load: LoadMeter,
     saved: Option<StateFile>,
     saved_at: Option<Instant>,
@@ -190,8 +194,8 @@ impl Slot {
     fn new(setup: WanSetup, now: Instant, seq: u16) -> Slot {
         let m = &setup.config.monitoring;
         let ctl = WanController::new(&setup.config, now);
-        let prober =
-            Prober::new(&setup.reflectors, m.use_median_of_three, setup.config.ping_timeout, seq, now);
+        let settings = PoolSettings::from_config(m, setup.reflectors.len(), u64::from(seq));
+        let prober = Prober::new(&setup.reflectors, settings, setup.config.ping_timeout, seq, now);
         let load = LoadMeter::new(&setup.config.monitoring.load);
         Slot {
             load,
@@ -203,6 +207,7 @@ impl Slot {
             fallback_started: None,
             writing: false,
             reading: false,
+            stalled: false,
             saved: None,
             saved_at: None,
             last: None,
@@ -487,8 +492,26 @@ impl Daemon {
         let mut failed = false;
         let mut router_only_trouble = true;
         for (i, s) in self.wans.iter_mut().enumerate() {
-            let sample = s.prober.take_sample(now, s.fallback);
             s.ctl.set_load(s.load.view(now));
+            // Both queues (nearly) empty per the counters: idle (probe back-off) and, if no
+            // reflector answers either, a stall rather than congestion.
+            let idle = s.ctl.load_shares().map(|(d, u)| d.share < IDLE_SHARE && u.share < IDLE_SHARE);
+            s.prober.set_traffic(now, idle);
+            let stalled = s.prober.is_stalled(now);
+            if stalled != s.stalled {
+                s.stalled = stalled;
+                let wan = &s.setup.config.wan_name;
+                if stalled {
+                    warn!(target: "wanctl::prober", "{wan}: no reflector answers and the queues carry no traffic: the path or the probe socket stalled; holding the rates");
+                } else {
+                    info!(target: "wanctl::prober", "{wan}: reflectors answer again after a stall");
+                }
+            }
+            let sample = if stalled {
+                crate::engine::wan::Sample::Stalled
+            } else {
+                s.prober.take_sample(now, s.fallback)
+            };
             let lost = matches!(sample, crate::engine::wan::Sample::Lost(_));
             let report = s.ctl.on_tick(now, sample);
             s.last = Some(report);
@@ -504,7 +527,7 @@ impl Daemon {
                 s.icmp_log.reset();
             }
             let enabled = s.setup.config.monitoring.fallback.enabled;
-            if s.prober.is_silent(now) && !s.fallback_running && s.fallback_started.is_none() {
+            if !stalled && s.prober.is_silent(now) && !s.fallback_running && s.fallback_started.is_none() {
                 if enabled {
                     s.fallback_running = true;
                     s.fallback_started = Some(now);
@@ -604,6 +627,34 @@ impl Daemon {
 
     fn drain_events(s: &mut Slot, now: Instant) {
         let wan = &s.setup.config.wan_name;
+        while let Some(e) = s.prober.poll_event() {
+            match e {
+                PoolEvent::Replaced { old, new, why } => {
+                    let why = match why {
+                        Misbehaviour::Silent => "stopped answering",
+                        Misbehaviour::Outlier => "RTT well above the others'",
+                    };
+                    match new {
+                        Some(n) => {
+                            info!(target: "wanctl::prober", "{wan}: reflector {old} {why}; replaced by {n}")
+                        }
+                        None => {
+                            warn!(target: "wanctl::prober", "{wan}: reflector {old} {why}; no standby reflector left")
+                        }
+                    }
+                }
+                PoolEvent::Restored(addr) => {
+                    info!(target: "wanctl::prober", "{wan}: reflector {addr} answers again; back in the pool")
+                }
+                PoolEvent::QuorumLost { healthy, needed } => warn!(
+                    target: "wanctl::prober",
+                    "{wan}: reflector quorum lost ({healthy} healthy, {needed} needed): holding the rates"
+                ),
+                PoolEvent::QuorumRegained => {
+                    info!(target: "wanctl::prober", "{wan}: reflector quorum regained")
+                }
+            }
+        }
         while let Some(e) = s.ctl.poll_event() {
             match e {
                 WanEvent::DownloadTransition(t) => {
@@ -690,6 +741,7 @@ impl Daemon {
                 let ls = s.load.stats();
                 let last_load = s.load.last();
                 WanSnapshot {
+                    quorum: s.prober.quorum(now),
                     load: crate::engine::health::LoadSnapshot {
                         status: s.load.status(now).as_str(),
                         law: if c.is_load_aware() { "load" } else { "rtt" },
@@ -723,7 +775,12 @@ impl Daemon {
                     reflectors: s
                         .prober
                         .stats()
-                        .map(|(addr, st)| ReflectorSnapshot {
+                        .zip(s.prober.scores())
+                        .map(|((addr, st), (_, score))| ReflectorSnapshot {
+                            state: score.state.as_str(),
+                            baseline_ms: score.base_ms,
+                            offset_ms: score.offset_ms,
+                            jitter_ms: score.jitter_ms,
                             host: addr.to_string(),
                             srtt_ms: st.srtt_ms,
                             last_rtt_ms: st.last_rtt_ms,

@@ -23,6 +23,14 @@ pub struct ReflectorSnapshot {
     pub sent: u64,
     /// Replies.
     pub received: u64,
+    /// Pool state (`active`, `warming`, `standby`, `benched`).
+    pub state: &'static str,
+    /// Its own baseline (ms).
+    pub baseline_ms: Option<f64>,
+    /// Smoothed delta above the other active reflectors' median (ms).
+    pub offset_ms: Option<f64>,
+    /// Smoothed jitter (ms).
+    pub jitter_ms: Option<f64>,
 }
 
 /// The queue-counter signal of one WAN (`engine::load`).
@@ -49,6 +57,8 @@ pub struct LoadSnapshot {
 pub struct WanSnapshot {
     /// Queue counters and the control law in use (new).
     pub load: LoadSnapshot,
+    /// Healthy active reflectors and the quorum (new).
+    pub quorum: (usize, usize),
     /// `wan_name`.
     pub name: String,
     /// Baseline (ms).
@@ -332,6 +342,11 @@ pub fn render_health(s: &Snapshot) -> String {
         j.key("last_rtt_ms").opt_float(w.last_rtt_ms.map(|v| round_to(v, 2)));
         j.key("router_updates").int(i128::from(w.router_updates));
         j.key("router_write_failures").int(i128::from(w.router_write_failures));
+        j.key("reflector_quorum").open();
+        j.key("healthy").int(w.quorum.0 as i128);
+        j.key("needed").int(w.quorum.1 as i128);
+        j.key("ok").bool(w.quorum.0 >= w.quorum.1);
+        j.close();
         j.key("load_control").open();
         j.key("status").str(w.load.status);
         j.key("law").str(w.load.law);
@@ -350,6 +365,10 @@ pub fn render_health(s: &Snapshot) -> String {
             j.key("loss").float(round_to(r.loss, 4));
             j.key("sent").int(i128::from(r.sent));
             j.key("received").int(i128::from(r.received));
+            j.key("state").str(r.state);
+            j.key("baseline_ms").opt_float(r.baseline_ms.map(|v| round_to(v, 2)));
+            j.key("offset_ms").opt_float(r.offset_ms.map(|v| round_to(v, 2)));
+            j.key("jitter_ms").opt_float(r.jitter_ms.map(|v| round_to(v, 2)));
             j.close();
         }
         j.close_list();
@@ -461,6 +480,7 @@ mod tests {
             version: "0.1.0",
             consecutive_failures: 0,
             wans: vec![WanSnapshot {
+                quorum: (3, 2),
                 load: LoadSnapshot {
                     status: "ok",
                     law: "load",

@@ -22,6 +22,7 @@ fn dl(ceiling: f64, floors: [f64; 4], step: f64, factor: f64) -> DirectionConfig
         factor_down: factor,
         factor_down_yellow: 0.96,
         green_required: 5,
+        adaptive: true,
         floor_green: mbps(floors[0]),
         floor_yellow: mbps(floors[1]),
         floor_soft_red: mbps(floors[2]),

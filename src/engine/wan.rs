@@ -84,6 +84,10 @@ pub enum Sample {
     Waiting,
     /// Every outstanding probe timed out; `Fallback` is the latest connectivity check result.
     Lost(Fallback),
+    /// No reflector answers while the queue counters show no traffic: the path or the
+    /// probe socket stalled; nothing is known about queues, so everything holds (counts as
+    /// success, no fallback checks).
+    Stalled,
 }
 
 /// Result of the ICMP-failure fallback checks (gateway ping, TCP handshakes).
@@ -382,6 +386,7 @@ impl WanController {
                 }
             }
             Sample::Waiting => None,
+            Sample::Stalled => return self.finish(Outcome::Frozen),
             Sample::Lost(fallback) => {
                 let since = *self.icmp_lost_since.get_or_insert_with(|| {
                     self.events.push_back(WanEvent::IcmpLost);

@@ -152,7 +152,7 @@ fn setup_wan(cfg: &AutorateConfig, index: usize) -> Result<(WanSetup, WanIo), St
     let m = &cfg.monitoring;
     let mut reflectors = Vec::new();
     let mut resolved = Vec::new();
-    for host in &m.ping_hosts {
+    for host in m.pool_hosts() {
         let ip = resolve(host)
             .map_err(|e| startup(1, format!("{}: resolve ping host {host}: {e}", cfg.wan_name)))?;
         reflectors.push(ip);
@@ -248,13 +248,14 @@ pub struct OnceResult {
     pub json: String,
 }
 
-fn once_result(daemon: &Daemon, measured_only: bool) -> OnceResult {
+fn once_result(daemon: &Daemon, measured_only: bool, now: Instant) -> OnceResult {
     let mut worst = 0u8;
     let mut parts = Vec::new();
     let mut perf = Vec::new();
     let mut wans = Vec::new();
     for i in 0..daemon.wan_count() {
-        let Some((setup, ctl, _)) = daemon.wan(i) else { continue };
+        let Some((setup, ctl, prober)) = daemon.wan(i) else { continue };
+        let (healthy, needed) = prober.quorum(now);
         let name = &setup.config.wan_name;
         let report = daemon.last_report(i);
         let (code, text) = match report {
@@ -281,12 +282,16 @@ fn once_result(daemon: &Daemon, measured_only: bool) -> OnceResult {
                     ),
                 )
             }
+            _ if healthy < needed => (
+                2,
+                format!("{name}: no RTT measurement (reflector quorum lost: {healthy} of {needed} healthy)"),
+            ),
             _ => (2, format!("{name}: no RTT measurement (all reflectors silent)")),
         };
         worst = worst.max(code);
         if let Some(r) = report {
             perf.push(format!(
-                "{name}_rtt={:.1}ms {name}_delta={:.1}ms {name}_dl={:.1} {name}_ul={:.1}",
+                "{name}_rtt={:.1}ms {name}_delta={:.1}ms {name}_dl={:.1} {name}_ul={:.1} {name}_reflectors_healthy={healthy};;{needed}:",
                 r.measured_ms.unwrap_or(0.0),
                 ctl.filter().delta_ms(),
                 r.download.rate.as_mbps(),
@@ -303,6 +308,16 @@ fn once_result(daemon: &Daemon, measured_only: bool) -> OnceResult {
             "download": {"state": report.map(|r| r.download.zone.as_str()), "rate_mbps": ctl.download().rate().as_mbps()},
             "upload": {"state": report.map(|r| r.upload.zone.as_str()), "rate_mbps": ctl.upload().rate().as_mbps()},
             "router_reachable": ctl.connectivity().is_reachable(),
+            "reflector_quorum": {"healthy": healthy, "needed": needed, "ok": healthy >= needed},
+            "reflectors": prober.scores().zip(prober.stats()).map(|((addr, sc), (_, st))| serde_json::json!({
+                "host": addr.to_string(),
+                "state": sc.state.as_str(),
+                "baseline_ms": sc.base_ms,
+                "offset_ms": sc.offset_ms,
+                "rtt_ms": st.srtt_ms,
+                "sent": st.sent,
+                "received": st.received,
+            })).collect::<Vec<_>>(),
         }));
         parts.push(text);
     }
@@ -721,7 +736,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         Mode::Daemon => Ok(code),
         Mode::Oneshot => Ok(0),
         Mode::Once { json } => {
-            let r = once_result(&daemon, measured_only);
+            let r = once_result(&daemon, measured_only, clock::now());
             println!("{}", if json { &r.json } else { &r.line });
             Ok(r.code)
         }
@@ -1020,7 +1035,7 @@ fn reload(files: &[String], ios: &[WanIo]) -> Result<Vec<WanSetup>, String> {
             ));
         }
         let mut reflectors = Vec::new();
-        for host in &cfg.monitoring.ping_hosts {
+        for host in cfg.monitoring.pool_hosts() {
             // Names known from startup are not looked up again; only a new name costs a
             // (blocking) DNS lookup on the loop, bounded by the resolver's own timeout.
             let known = io.resolved.iter().find(|(h, _)| h == host).map(|(_, ip)| *ip);

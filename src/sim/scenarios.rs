@@ -29,7 +29,7 @@ pub struct Scenario {
     pub profile: fn(&mut Rng) -> LinkProfile,
 }
 
-fn base_profile() -> LinkProfile {
+pub(crate) fn base_profile() -> LinkProfile {
     LinkProfile {
         base_rtt_ms: 20.0,
         jitter_ms: 1.0,
@@ -46,6 +46,10 @@ fn base_profile() -> LinkProfile {
         counter_resets: vec![],
         drop_at: None,
         recover_at: None,
+        pool: 0,
+        ipv6: false,
+        reflector_faults: vec![],
+        reflector_offsets: vec![],
     }
 }
 
