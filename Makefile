@@ -8,7 +8,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BINARY ?=
 
-.PHONY: all build check test lint fmt fmt-check purity sim demo bench size cross dist install clean
+.PHONY: all build check test lint fmt fmt-check purity sim demo bench soak size cross dist install clean
 
 all: build
 
@@ -47,6 +47,12 @@ bench:
 	@command -v fping >/dev/null 2>&1 || (apt-get install -y -qq fping >/dev/null 2>&1 || echo "fping not installable: the bench will skip its comparison")
 	$(CARGO) build --release
 	$(CARGO) test --release --test integration bench_ -- --ignored --nocapture --test-threads=1
+
+## soak: the release daemon for SOAK_SECS (default 3600) on the closed loop with faults and SIGHUPs
+SOAK_SECS ?= 3600
+soak:
+	$(CARGO) build --release
+	SOAK_SECS=$(SOAK_SECS) $(CARGO) test --release --test integration -- --ignored --nocapture --test-threads=1 soak_
 
 ## size: stripped release binary, with and without TLS, against the 6 MiB budget
 size:

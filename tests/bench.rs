@@ -17,7 +17,7 @@ fn bench_secs() -> u64 {
 }
 
 /// utime + stime (s) and peak RSS (KiB) of a live process, from /proc.
-fn proc_usage(pid: u32) -> (f64, u64) {
+pub fn proc_usage(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> =
         stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();

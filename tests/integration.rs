@@ -14,6 +14,7 @@ mod pool;
 mod purity;
 mod robustness;
 mod sim;
+mod soak;
 mod status_page;
 mod steering;
 mod steering_sim;
