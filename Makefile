@@ -8,15 +8,19 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BINARY ?=
 
-.PHONY: all build check test lint fmt fmt-check purity sim demo bench soak size cross dist install clean
+.PHONY: all build check test-deps test lint fmt fmt-check purity sim demo bench soak size cross dist install clean
 
 all: build
 
 build:
 	$(CARGO) build --release
 
-## check: everything CI runs (format, lints, tests, purity)
-check: fmt-check lint test purity
+## check: everything CI runs (tools the tests need, format, lints, tests, purity)
+check: test-deps fmt-check lint test purity
+
+## test-deps: install (as root) or check what the tests need (cross/test-deps.sh)
+test-deps:
+	@sh cross/test-deps.sh
 
 test:
 	$(CARGO) test --all-targets

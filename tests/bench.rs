@@ -6,9 +6,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-
 use crate::support::netns::is_root;
 use crate::support::reflector::Rig;
 
@@ -82,26 +79,22 @@ storage: {{db_path: ""}}
     )
     .expect("config");
     let stderr = dir.join("stderr.log");
-    let mut child = rig
-        .ns()
-        .command(env!("CARGO_BIN_EXE_wanctl"))
-        .env("WANCTL_SSH", "false")
-        .args(["--config", cfg.to_str().expect("utf8")])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).expect("stderr"))
-        .spawn()
-        .expect("spawn");
+    let mut child = crate::support::child::ChildGuard::new(
+        rig.ns()
+            .command(env!("CARGO_BIN_EXE_wanctl"))
+            .env("WANCTL_SSH", "false")
+            .args(["--config", cfg.to_str().expect("utf8")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr"))
+            .spawn()
+            .expect("spawn"),
+    );
     let secs = bench_secs();
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let (cpu, rss) = proc_usage(child.id());
     let wall = start.elapsed().as_secs_f64();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    let limit = Instant::now();
-    while child.try_wait().expect("try_wait").is_none() && limit.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
+    child.stop(Duration::from_secs(5));
     let log = std::fs::read_to_string(&stderr).unwrap_or_default();
     let answered: u64 = hosts.iter().map(|&h| rig.replies(h)).sum();
     println!();
@@ -164,15 +157,17 @@ fn bench_closed_loop() {
         .map(|o| o.status.success())
         .unwrap_or(false);
     let mut fping_child = fping.then(|| {
-        bed.rig
-            .ns()
-            .command("fping")
-            .args(["-l", "-p", "50", "-q"])
-            .args(REFLECTORS.map(|r| r.to_string()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn fping")
+        crate::support::child::ChildGuard::new(
+            bed.rig
+                .ns()
+                .command("fping")
+                .args(["-l", "-p", "50", "-q"])
+                .args(REFLECTORS.map(|r| r.to_string()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn fping"),
+        )
     });
     let trace = CapacityTrace::Steps(vec![(0.0, 100.0), (8.0, 40.0), (26.0, 100.0)]);
     let t0 = Instant::now();
@@ -223,8 +218,7 @@ fn bench_closed_loop() {
     let router_rtt = format!("p50 <= {}, p99 <= {} (histogram bucket bounds)", rtt(0.5), rtt(0.99));
     let fping_usage = fping_child.as_ref().map(|c| proc_usage(c.id()));
     if let Some(c) = fping_child.as_mut() {
-        let _ = c.kill();
-        let _ = c.wait();
+        c.stop(Duration::ZERO);
     }
     // Counter reads (issue 11) are counted apart from the requests a write costs.
     let all_requests = bed.router.requests();

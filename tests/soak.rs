@@ -5,7 +5,6 @@
 //! missed, tick lateness, writes per minute and the history database's size. Figures, not
 //! assertions: a shared machine makes timed assertions flaky. Needs root.
 
-
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
