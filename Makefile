@@ -8,7 +8,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BINARY ?=
 
-.PHONY: all build check test-deps test lint fmt fmt-check purity sim demo bench soak size cross dist install clean
+.PHONY: all build check test-deps test lint fmt fmt-check purity sim demo bench fuzz soak size cross dist install clean
 
 all: build
 
@@ -51,6 +51,11 @@ bench:
 	@command -v fping >/dev/null 2>&1 || (apt-get install -y -qq fping >/dev/null 2>&1 || echo "fping not installable: the bench will skip its comparison")
 	$(CARGO) build --release
 	$(CARGO) test --release --test integration bench_ -- --ignored --nocapture --test-threads=1
+
+## fuzz: every outside-input parser, FUZZ_SECS per target (default 60), release build; prints executions and findings
+FUZZ_SECS ?= 60
+fuzz:
+	FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release --test integration -- --ignored --nocapture --test-threads=1 fuzz_parsers_long
 
 ## soak: the release daemon for SOAK_SECS (default 3600) on the closed loop with faults and SIGHUPs
 SOAK_SECS ?= 3600

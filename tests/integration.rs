@@ -7,6 +7,7 @@ mod contract;
 mod daemon;
 mod e2e;
 mod fake_router_selftest;
+mod fuzz;
 mod health;
 mod history;
 mod packaging;
