@@ -527,3 +527,73 @@ fn bench_slow_loris() {
         stat(&log, "late_max_us")
     );
 }
+
+/// Issue 16: the hostile requests of tests/hostile.rs from 8 clients in a loop for 20 s
+/// against a running daemon with history; prints tick lateness and RSS before and after.
+#[test]
+#[ignore = "benchmark: run with make bench"]
+fn bench_hostile_clients() {
+    use crate::robustness::{DaemonGuard, TempDir, config_with_history, history_db, wait_http};
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespace and TUN)");
+        return;
+    }
+    let rig = Rig::start(&[(crate::robustness::FAST, Some(Duration::from_millis(10)))]).expect("rig");
+    let dir = TempDir::new("bench-hostile");
+    let db = dir.0.join("metrics.db");
+    history_db(&db, 100_000);
+    let port = 19_261;
+    let mut d = DaemonGuard::start(&rig, &dir.0, &config_with_history(&dir.0, port, &db));
+    assert!(wait_http(&rig, port), "health never answered\n{}", d.stop());
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = d.pid();
+    let rss = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = rss(pid);
+    let requests = crate::hostile::hostile_requests();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let sent = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for k in 0..8 {
+            let (requests, stop, sent, rig) = (&requests, &stop, &sent, &rig);
+            scope.spawn(move || {
+                let _ = rig.ns().run_in(|| {
+                    // Bounded by the 20 s stop flag and an iteration cap.
+                    for i in k..k + 1_000_000 {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let (_, raw, half) = &requests[i % requests.len()];
+                        crate::hostile::exchange(port, raw, *half);
+                        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            });
+        }
+        std::thread::sleep(Duration::from_secs(20));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let after = rss(pid);
+    let log = d.stop();
+    println!();
+    println!(
+        "hostile clients: 8 clients x 20 s cycling {} hostile requests, history of 100 000 rows",
+        requests.len()
+    );
+    println!("  requests sent       {}", sent.load(std::sync::atomic::Ordering::Relaxed));
+    println!("  RSS                 {before} kB before, {after} kB after");
+    println!(
+        "  tick lateness       p50 {} us, p99 {} us, max {} us ({} ticks, {} missed)",
+        stat(&log, "late_p50_us"),
+        stat(&log, "late_p99_us"),
+        stat(&log, "late_max_us"),
+        stat(&log, "ticks"),
+        stat(&log, "missed")
+    );
+}

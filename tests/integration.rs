@@ -10,6 +10,7 @@ mod fake_router_selftest;
 mod fuzz;
 mod health;
 mod history;
+mod hostile;
 mod packaging;
 mod pool;
 mod purity;

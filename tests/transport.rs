@@ -267,6 +267,9 @@ fn injected_faults_never_stop_the_ticks_and_the_next_write_lands() {
         Fault::Chunked,
         Fault::Status401,
         Fault::SessionClosed,
+        // Issue 16: hostile responses (8 MiB of headers, a chunked body without end).
+        Fault::HugeHeaders,
+        Fault::EndlessChunked,
     ];
     for fault in faults {
         // A fresh daemon per fault, so every round starts at the ceiling with a full budget.
@@ -286,6 +289,10 @@ fn injected_faults_never_stop_the_ticks_and_the_next_write_lands() {
             bed.child.as_mut().expect("child").try_wait().expect("wait").is_none(),
             "daemon died on {fault:?}"
         );
+        // Bounded memory whatever the router sends (the client's head and body limits).
+        let pid = bed.child.as_ref().expect("child").id();
+        let (_, peak_kb) = crate::bench::proc_usage(pid);
+        assert!(peak_kb < 32 * 1024, "{fault:?}: peak RSS {peak_kb} kB");
         let seen = bed.router.request_count();
         bed.router.set_fault(Fault::None);
         // A cut is never held back: once the router answers again, a write lands.

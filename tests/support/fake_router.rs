@@ -150,6 +150,12 @@ pub enum Fault {
     Chunked,
     /// The next `n` requests get `Status500`, then service is normal again.
     FailNext(u32),
+    /// Answer with a status line and then header lines without end (up to 8 MiB, or until
+    /// the client closes).
+    HugeHeaders,
+    /// Answer `200` with `Transfer-Encoding: chunked` and chunks without end (up to 64 MiB,
+    /// or until the client closes).
+    EndlessChunked,
 }
 
 /// One request as the server received it.
@@ -916,6 +922,28 @@ fn serve_requests(shared: &Shared, conn: &mut Conn, number: u64) {
                 Fault::Garbage => {
                     let _ = conn.write_all(GARBAGE);
                     let _ = conn.flush();
+                    return;
+                }
+                Fault::HugeHeaders => {
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\n");
+                    let line = format!("X-Filler: {}\r\n", "a".repeat(1000));
+                    // Bounded: at most 8 MiB, and a write error (the client closed) ends it.
+                    for _ in 0..8192 {
+                        if shared.stopped() || conn.write_all(line.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                    return;
+                }
+                Fault::EndlessChunked => {
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+                    let chunk = format!("400\r\n{}\r\n", " ".repeat(1024));
+                    // Bounded: at most 64 MiB, and a write error (the client closed) ends it.
+                    for _ in 0..65_536 {
+                        if shared.stopped() || conn.write_all(chunk.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
                     return;
                 }
                 Fault::Refuse => return,
