@@ -238,6 +238,8 @@ pub struct DaemonStats {
 #[derive(Debug)]
 pub struct Daemon {
     wans: Vec<Slot>,
+    /// The ICMP sequence seed (`--seed`), reused on reload.
+    seq_seed: u16,
     dry_run: bool,
     outputs: VecDeque<Output>,
     consecutive_failures: u32,
@@ -273,6 +275,7 @@ impl Daemon {
             })
             .collect();
         Daemon {
+            seq_seed: seed as u16,
             wans: slots,
             dry_run,
             outputs: VecDeque::with_capacity(64),
@@ -814,7 +817,8 @@ impl Daemon {
         let mut new_slots = Vec::with_capacity(setups.len());
         for (i, setup) in setups.into_iter().enumerate() {
             let old = self.wans.iter().position(|s| s.setup.config.wan_name == setup.config.wan_name);
-            let mut slot = Slot::new(setup, now, (i as u16) << 12);
+            // The same per-WAN sequence seed as at start (issue 17: reload ignored it).
+            let mut slot = Slot::new(setup, now, self.seq_seed.wrapping_add((i as u16) << 12));
             if let Some(o) = old {
                 let state = self.wans[o].ctl.to_state(String::new());
                 slot.ctl.restore(&state);

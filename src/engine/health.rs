@@ -128,25 +128,17 @@ impl Snapshot {
         self.wans.iter().all(|w| w.is_reachable)
     }
 
-    /// v1.8 rule: fewer than 3 failures and every router reachable.
+    /// v1.8 rule: fewer than `FAILURE_LIMIT` (3) failures and every router reachable.
     pub fn is_healthy(&self) -> bool {
-        self.consecutive_failures < 3 && self.router_reachable()
+        self.consecutive_failures < crate::engine::daemon::FAILURE_LIMIT && self.router_reachable()
     }
 }
 
-/// Python's `repr` of a float: shortest round-trip form with at least one decimal.
+/// Python's `repr` of a float (`json.dumps` writes floats this way): one implementation,
+/// `engine::history::py_float_repr`, so health, metrics and history agree (`1e-05`, not
+/// `0.00001`).
 pub fn py_float(v: f64) -> String {
-    if !v.is_finite() {
-        return if v.is_nan() {
-            "NaN".into()
-        } else if v > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
-    }
-    let s = format!("{v}");
-    if s.contains('.') || s.contains('e') { s } else { format!("{s}.0") }
+    crate::engine::history::py_float_repr(v)
 }
 
 /// Python's `round(v, n)` for display (half away from zero is close enough at these
@@ -565,5 +557,9 @@ mod tests {
         assert_eq!(py_float(940.0), "940.0");
         assert_eq!(py_float(0.1), "0.1");
         assert_eq!(py_float(25.41), "25.41");
+        // Issue 17: health printed 0.00001 where Python (and history) print 1e-05.
+        assert_eq!(py_float(0.00001), "1e-05");
+        assert_eq!(py_float(1e16), "1e+16");
+        assert_eq!(py_float(f64::NAN), "NaN");
     }
 }

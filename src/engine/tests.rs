@@ -422,6 +422,25 @@ mod daemon {
     }
 
     #[test]
+    fn issue_17_reload_keeps_the_icmp_sequence_seed() {
+        let seqs = |d: &mut Daemon, t: u64| -> Vec<u16> {
+            d.handle_input(Instant::from_millis(t), Input::Tick { missed: 0, late: Duration::ZERO });
+            std::iter::from_fn(|| d.poll_output())
+                .filter_map(|o| match o {
+                    Output::SendEcho { probe, .. } => Some(probe.seq),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut d = Daemon::new(vec![setup()], vec![None], false, 0x1234, Instant::ZERO);
+        let first = seqs(&mut d, 0);
+        d.handle_input(Instant::from_millis(10), Input::Reload(vec![setup()]));
+        let after = seqs(&mut d, 50);
+        assert_eq!(first.first(), Some(&0x1234));
+        assert_eq!(after.first(), Some(&0x1234), "reload restarts from the seeded sequence, not from 0");
+    }
+
+    #[test]
     fn shutdown_waits_for_the_write_in_flight_then_saves_and_exits() {
         let mut d = Daemon::new(vec![setup()], vec![None], false, 1, Instant::ZERO);
         let out = drive(&mut d, 0, 2, 20, true);

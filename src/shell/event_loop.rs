@@ -949,7 +949,8 @@ fn drain_icmp(
                 if raw && reply.ident != s.ident {
                     continue; // another program's (or another WAN's) echo
                 }
-                let at = rx.kernel_time.unwrap_or(now).min(now.max(rx.kernel_time.unwrap_or(now)));
+                // The kernel stamp can be later than our clock read (src/sys/clock.rs): clamp it.
+                let at = rx.kernel_time.map_or(now, |k| k.min(now));
                 if Some(rx.from) == gateway && reply.seq_no == gw_seq {
                     if let Some(f) = io.fallback.as_mut() {
                         f.gateway_ok = true;
