@@ -2,6 +2,9 @@
 //! code. Shell code: it touches the file system and stdout, and makes no decisions of its
 //! own beyond mapping results to exit codes (2 usage or config, 1 runtime, 0 success).
 
+// Shell code: the pure-module bans of clippy.toml do not apply here.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::process::ExitCode;
