@@ -597,3 +597,41 @@ fn bench_hostile_clients() {
         stat(&log, "missed")
     );
 }
+
+/// Issue 13: idle probe back-off on the closed loop: idle for 50 s (back-off after 30 s),
+/// then a saturating download. Prints echo requests per minute idle and loaded, and how
+/// soon after the load full-rate probing resumed.
+#[test]
+#[ignore = "benchmark: run with make bench"]
+fn bench_idle_backoff() {
+    use crate::e2e::{REFLECTORS, Testbed};
+    use crate::support::closed_loop::{CapacityTrace, LinkOptions};
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespace and TUN)");
+        return;
+    }
+    let bed = Testbed::start("bench-backoff");
+    let opts = LinkOptions { demand_mbps: 0.0, demand_from: Some((50.0, 1000.0)), ..LinkOptions::default() };
+    let rig = &bed.rig;
+    let mut counts: Vec<(f64, u64)> = Vec::new();
+    bed.drive_with(&CapacityTrace::Steady(100.0), &opts, 70, |t| {
+        counts.push((t, REFLECTORS.iter().map(|&r| rig.requests(r)).sum()));
+    });
+    let mut bed = bed;
+    let (code, log) = bed.stop();
+    assert_eq!(code, 0, "{log}");
+    let at = |t: f64| counts.iter().find(|c| c.0 >= t).map_or(0, |c| c.1);
+    let idle = (at(50.0) - at(40.0)) as f64 * 6.0;
+    let loaded = (at(70.0) - at(60.0)) as f64 * 6.0;
+    // First 100 ms window after the load with a full round per tick (3 reflectors × 2 ticks).
+    let resumed = counts.windows(2).find(|w| w[0].0 >= 50.0 && w[1].1 - w[0].1 >= 5).map(|w| w[1].0 - 50.0);
+    println!();
+    println!("idle back-off on the closed loop: idle 0-50 s, saturating download from 50 s, 3 reflectors");
+    println!(
+        "  echo requests       {idle:.0} a minute idle (40-50 s), {loaded:.0} a minute loaded (60-70 s)"
+    );
+    println!(
+        "  full rate again     {} after the load started (counter reads every 0.5 s)",
+        resumed.map_or("-".into(), |r| format!("{r:.2} s"))
+    );
+}

@@ -148,21 +148,24 @@ metrics:
     }
 
     pub fn drive(&self, trace: &CapacityTrace, secs: u64, on_tick: impl FnMut(f64)) -> Vec<LinkSample> {
+        self.drive_with(trace, &LinkOptions::default(), secs, on_tick)
+    }
+
+    /// [`Testbed::drive`] with link options (e.g. an idle-then-load demand).
+    pub fn drive_with(
+        &self,
+        trace: &CapacityTrace,
+        opts: &LinkOptions,
+        secs: u64,
+        on_tick: impl FnMut(f64),
+    ) -> Vec<LinkSample> {
         let handle = self.router.rate_handle(DL);
         let ssh_side = self.ssh.as_ref().map(|ssh| SshShaper { ssh, queue: DL });
         let shaper: &dyn Shaper = match &ssh_side {
             Some(s) => s,
             None => &handle,
         };
-        closed_loop::drive(
-            &self.rig,
-            &REFLECTORS,
-            shaper,
-            trace,
-            &LinkOptions::default(),
-            Duration::from_secs(secs),
-            on_tick,
-        )
+        closed_loop::drive(&self.rig, &REFLECTORS, shaper, trace, opts, Duration::from_secs(secs), on_tick)
     }
 
     pub fn stop(&mut self) -> (i32, String) {

@@ -95,6 +95,8 @@ pub struct LinkOptions {
     pub buffer: Duration,
     /// Probability that an echo is lost.
     pub loss: f64,
+    /// From this second on, the demand is the second value (idle-then-load runs).
+    pub demand_from: Option<(f64, f64)>,
 }
 
 impl Default for LinkOptions {
@@ -105,6 +107,7 @@ impl Default for LinkOptions {
             demand_mbps: 1000.0,
             buffer: Duration::from_millis(600),
             loss: 0.0,
+            demand_from: None,
         }
     }
 }
@@ -195,7 +198,11 @@ pub fn drive(
             next_poll = t + router_rate.poll_every().as_secs_f64();
             shaped = router_rate.max_limit().unwrap_or(0);
         }
-        let delay = link.step(dt, cap, opts.demand_mbps, Bps(shaped), opts.buffer);
+        let demand = match opts.demand_from {
+            Some((from, d)) if t >= from => d,
+            _ => opts.demand_mbps,
+        };
+        let delay = link.step(dt, cap, demand, Bps(shaped), opts.buffer);
         // The download queue's counters count what the line delivered through the shaper
         // (the router's ingress shaper sits after the line), as the simulator's model does.
         if t >= next_counters {
