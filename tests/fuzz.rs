@@ -408,8 +408,8 @@ fn run_target(spec: &Spec, budget: Duration, seed: u64) -> Report {
     let mut report = Report::default();
     let corpus = if spec.seeds.is_empty() { vec![Vec::new()] } else { spec.seeds.clone() };
     let start = Instant::now();
-    let prev_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    // The panic hook is left alone: it is process-wide, and the other tests of this binary
+    // run in parallel (a finding's panic message is printed, once per finding).
     // Bounded by the time budget and by an execution cap.
     while start.elapsed() < budget && report.executions < 50_000_000 {
         let mut input = corpus[rng.next_u32() as usize % corpus.len()].clone();
@@ -441,7 +441,6 @@ fn run_target(spec: &Spec, budget: Duration, seed: u64) -> Report {
             report.first_finding = Some(format!("{kind}: {} bytes, first 512 as hex: {hex}", input.len()));
         }
     }
-    std::panic::set_hook(prev_hook);
     report
 }
 
@@ -480,7 +479,7 @@ fn assert_clean(reports: &[(&'static str, Report)]) {
 #[test]
 fn fuzz_parsers_short() {
     let per = Duration::from_millis(
-        std::env::var("FUZZ_SHORT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(2500),
+        std::env::var("FUZZ_SHORT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500),
     );
     let reports = run_all(per, 0x5eed_f022);
     print(&reports, per);
