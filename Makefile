@@ -1,8 +1,9 @@
 # Targets stay short; logic lives in scripts (cross/, .ci/).
 CARGO ?= cargo
 SIM_SEED ?=
-# cross/dist: one Rust target triple or several (default: all three shipped targets).
-TARGET ?= x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf
+# cross/dist/packages: one Rust target triple or several (default: all five shipped targets).
+TARGET ?= x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf \
+	mipsel-unknown-linux-musl mips-unknown-linux-musl
 # install: GNU-style; BINARY= installs a given file (e.g. from dist/) instead of building.
 PREFIX ?= /usr/local
 DESTDIR ?=

@@ -14,7 +14,8 @@
 # builds in target/ are not disturbed. Each binary is then checked by cross/check.sh.
 set -euo pipefail
 
-ALL_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf)
+ALL_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf
+    mipsel-unknown-linux-musl mips-unknown-linux-musl)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -43,15 +44,20 @@ zig_triple() {
         x86_64-unknown-linux-musl) echo x86_64-linux-musl ;;
         aarch64-unknown-linux-musl) echo aarch64-linux-musl ;;
         armv7-unknown-linux-musleabihf) echo arm-linux-musleabihf ;;
-        *) die "unsupported target $1 (supported: ${ALL_TARGETS[*]}; MIPS: see cross/README.md)" ;;
+        # Rust's MIPS musl targets are soft-float (o32, +soft-float): zig's "eabi" variants.
+        mipsel-unknown-linux-musl) echo mipsel-linux-musleabi ;;
+        mips-unknown-linux-musl) echo mips-linux-musleabi ;;
+        *) die "unsupported target $1 (supported: ${ALL_TARGETS[*]})" ;;
     esac
 }
 
 # Extra zig flags: the CPU features Rust's armv7 musleabihf target assumes
-# (+v7,+vfp3,-d32,+thumb2,-neon), so C and Rust objects agree on the float ABI.
+# (+v7,+vfp3,-d32,+thumb2,-neon), so C and Rust objects agree on the float ABI; Rust's
+# MIPS targets are mips32r2 (zig's musleabi ABI already means soft float).
 zig_extra() {
     case "$1" in
         armv7-unknown-linux-musleabihf) echo "-mcpu=generic+v7a+vfp3-d32+thumb2-neon" ;;
+        mips*-unknown-linux-musl) echo "-mcpu=mips32r2" ;;
         *) echo "" ;;
     esac
 }
@@ -85,6 +91,8 @@ ensure_checkers() {
         case "$t" in
             aarch64-*) command -v qemu-aarch64-static >/dev/null 2>&1 || command -v qemu-aarch64 >/dev/null 2>&1 || qemu=1 ;;
             armv7-*) command -v qemu-arm-static >/dev/null 2>&1 || command -v qemu-arm >/dev/null 2>&1 || qemu=1 ;;
+            mipsel-*) command -v qemu-mipsel-static >/dev/null 2>&1 || command -v qemu-mipsel >/dev/null 2>&1 || qemu=1 ;;
+            mips-*) command -v qemu-mips-static >/dev/null 2>&1 || command -v qemu-mips >/dev/null 2>&1 || qemu=1 ;;
         esac
     done
     # qemu-user-static and qemu-user ship the same emulators; take whichever apt has.
@@ -123,21 +131,34 @@ EOF
     chmod 0755 "$tools/cc-$t" "$tools/ar"
 }
 
+# rustc flags per target. Debian ships no self-contained crt objects (zig supplies them).
+# Rust's MIPS musl targets link dynamically by default (they were made for OpenWrt's own
+# toolchain): +crt-static makes them static like the others.
+rustflags_for() {
+    case "$1" in
+        mips*-unknown-linux-musl) echo "-C link-self-contained=no -C target-feature=+crt-static" ;;
+        *) echo "-C link-self-contained=no" ;;
+    esac
+}
+
 runner_for() {
     case "$1" in
         aarch64-*) command -v qemu-aarch64-static || command -v qemu-aarch64 ;;
         armv7-*) command -v qemu-arm-static || command -v qemu-arm ;;
+        mipsel-*) command -v qemu-mipsel-static || command -v qemu-mipsel ;;
+        mips-*) command -v qemu-mips-static || command -v qemu-mips ;;
         *) echo "" ;;
     esac
 }
 
 # cargo_for TARGET SUBCOMMAND ARGS...: Debian's cargo with the per-target environment.
 cargo_for() {
-    local t=$1 sub=$2 u U runner
+    local t=$1 sub=$2 u U runner flags
     shift 2
     u=${t//-/_}
     U=$(printf '%s' "$u" | tr '[:lower:]' '[:upper:]')
     runner=$(runner_for "$t")
+    flags=$(rustflags_for "$t")
     write_wrappers "$t"
     # Debian's cargo/rustc by full path: rustup's proxies come first in PATH. PATH itself
     # stays as it is, so python3 (and the ziglang package) is still the one found above.
@@ -148,8 +169,8 @@ cargo_for() {
         RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
         "CC_$u=$tools/cc-$t" "AR_$u=$tools/ar" \
         "CARGO_TARGET_${U}_LINKER=$tools/cc-$t" \
-        "CARGO_TARGET_${U}_RUSTFLAGS=-C link-self-contained=no" \
-        "RUSTDOCFLAGS=-C link-self-contained=no" \
+        "CARGO_TARGET_${U}_RUSTFLAGS=$flags" \
+        "RUSTDOCFLAGS=$flags" \
         ${runner:+"CARGO_TARGET_${U}_RUNNER=$runner"} \
         /usr/bin/cargo "$sub" --locked -Zbuild-std=std,panic_abort --target "$t" "$@"
 }

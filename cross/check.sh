@@ -45,6 +45,8 @@ case "$target" in
     x86_64-*) [ "$(uname -m)" = x86_64 ] || pick qemu-x86_64-static qemu-x86_64 ;;
     aarch64-*) pick qemu-aarch64-static qemu-aarch64 ;;
     armv7-* | arm-*) pick qemu-arm-static qemu-arm ;;
+    mipsel-*) pick qemu-mipsel-static qemu-mipsel ;;
+    mips-*) pick qemu-mips-static qemu-mips ;;
     *) fail "no runner known for $target" ;;
 esac
 
