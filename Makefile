@@ -9,7 +9,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BINARY ?=
 
-.PHONY: all build check test lint fmt fmt-check purity sim demo bench size cross dist install clean
+.PHONY: all build check test lint fmt fmt-check purity sim demo bench size cross cross-test bloat dist packages install clean
 
 all: build
 
@@ -57,9 +57,22 @@ size:
 cross:
 	bash cross/build.sh $(TARGET)
 
-## dist: cross binaries as dist/wanctl-<version>-<target> plus .sha256 files
+## cross-test: the library's unit tests for TARGET under qemu (minutes per target)
+cross-test:
+	bash cross/build.sh --test $(TARGET)
+
+## bloat: bytes per crate of each TARGET's release binary (an unstripped build in target/cross-bloat)
+bloat:
+	bash cross/build.sh --bloat $(TARGET)
+
+## packages: .deb, OpenWrt .ipk, Alpine .apk per TARGET in dist/, reproducible (cross/README.md)
+packages: cross
+	bash cross/package.sh $(TARGET)
+
+## dist: cross binaries as dist/wanctl-<version>-<target> plus .sha256 files, and the packages
 dist: cross
 	sh cross/dist.sh $(TARGET)
+	bash cross/package.sh $(TARGET)
 
 ## install: binary, links, example configs, units, init scripts (PREFIX, DESTDIR, BINARY)
 install:
