@@ -134,7 +134,8 @@ for a in "\$@"; do
     prev=\$a
     args+=("\$a")
 done
-[ "\$link" = 1 ] && args+=(-Wl,--strip-debug)
+# zig's --strip-debug drops the symbol table too; --bloat needs it (WANCTL_CROSS_SYMBOLS=1).
+[ "\$link" = 1 ] && [ "\${WANCTL_CROSS_SYMBOLS:-}" != 1 ] && args+=(-Wl,--strip-debug)
 postlink="$postlink"
 if [ "\$link" = 0 ] || [ -z "\$postlink" ] || [ -z "\$out" ]; then
     exec "$zig" cc -target $zt -fno-sanitize=all $extra "\${args[@]}"
@@ -231,7 +232,9 @@ bloat_one() {
     local t=$1 out bin
     out=$root/target/cross-bloat
     log "building $t unstripped in $out"
-    CARGO_TARGET_DIR=$out CARGO_PROFILE_RELEASE_STRIP=false cargo_for "$t" build --release
+    # Relink every time: the symbol-keeping linker flag is not part of cargo's fingerprint.
+    rm -f "$out/$t/release/wanctl" "$out/$t/release/deps/wanctl-"*
+    CARGO_TARGET_DIR=$out CARGO_PROFILE_RELEASE_STRIP=none WANCTL_CROSS_SYMBOLS=1 cargo_for "$t" build --release
     bin=$out/$t/release/wanctl
     local archives=()
     local a
