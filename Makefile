@@ -49,7 +49,7 @@ bench:
 	$(CARGO) build --release
 	$(CARGO) test --release --test integration bench_ -- --ignored --nocapture --test-threads=1
 
-## size: stripped release binary, with and without TLS, against the 6 MiB budget
+## size: the host's release binary (not shipped), with and without TLS; shipped sizes: make cross
 size:
 	@CARGO="$(CARGO)" sh cross/size.sh
 
