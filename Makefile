@@ -9,15 +9,19 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BINARY ?=
 
-.PHONY: all build check test lint fmt fmt-check purity sim demo bench size cross cross-test bloat dist packages install clean
+.PHONY: all build check test-deps test lint fmt fmt-check purity sim demo bench fuzz soak size cross cross-test bloat dist packages install clean
 
 all: build
 
 build:
 	$(CARGO) build --release
 
-## check: everything CI runs (format, lints, tests, purity)
-check: fmt-check lint test purity
+## check: everything CI runs (tools the tests need, format, lints, tests, purity)
+check: test-deps fmt-check lint test purity
+
+## test-deps: install (as root) or check what the tests need (cross/test-deps.sh)
+test-deps:
+	@sh cross/test-deps.sh
 
 test:
 	$(CARGO) test --all-targets
@@ -48,6 +52,17 @@ bench:
 	@command -v fping >/dev/null 2>&1 || (apt-get install -y -qq fping >/dev/null 2>&1 || echo "fping not installable: the bench will skip its comparison")
 	$(CARGO) build --release
 	$(CARGO) test --release --test integration bench_ -- --ignored --nocapture --test-threads=1
+
+## fuzz: every outside-input parser, FUZZ_SECS per target (default 60), release build; prints executions and findings
+FUZZ_SECS ?= 60
+fuzz:
+	FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release --test integration -- --ignored --nocapture --test-threads=1 fuzz_parsers_long
+
+## soak: the release daemon for SOAK_SECS (default 3600) on the closed loop with faults and SIGHUPs
+SOAK_SECS ?= 3600
+soak:
+	$(CARGO) build --release
+	SOAK_SECS=$(SOAK_SECS) $(CARGO) test --release --test integration -- --ignored --nocapture --test-threads=1 soak_
 
 ## size: the host's release binary (not shipped), with and without TLS; shipped sizes: make cross
 size:

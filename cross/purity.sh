@@ -15,4 +15,11 @@ if grep -rnE "$pattern" $pure | grep -vE '^[^:]+:[0-9]+:\s*//' ; then
     echo "purity: the lines above use I/O, clocks or HashMap inside a pure module" >&2
     exit 1
 fi
+# A pure module may not reach into the shell or the system layer at all.
+if grep -rnE 'crate::(shell|sys)([^a-z_]|$)' $pure | grep -vE '^[^:]+:[0-9]+:\s*//' ; then
+    echo "purity: the lines above name crate::shell or crate::sys inside a pure module" >&2
+    exit 1
+fi
+# The compiler-checked half of this rule (renamed imports cannot hide a use) is clippy's
+# disallowed-types/-methods in clippy.toml, run by `make lint`.
 echo "purity: ok ($(echo $pure | wc -w) pure paths checked)"

@@ -2,6 +2,9 @@
 //! code. Shell code: it touches the file system and stdout, and makes no decisions of its
 //! own beyond mapping results to exit codes (2 usage or config, 1 runtime, 0 success).
 
+// Shell code: the pure-module bans of clippy.toml do not apply here.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -77,8 +80,15 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// A config file: regular, at most `config::MAX_CONFIG_BYTES`, opened without blocking
+/// (a FIFO at the path must not hang the start; issue 18).
 fn read(file: &str) -> Result<String, String> {
-    std::fs::read_to_string(file).map_err(|e| format!("read {file}: {e}"))
+    let bytes = crate::shell::files::read_small_regular_following(
+        std::path::Path::new(file),
+        crate::config::MAX_CONFIG_BYTES as u64,
+    )
+    .map_err(|e| format!("read {file}: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| format!("read {file}: stream did not contain valid UTF-8"))
 }
 
 fn check_config(files: &[String]) -> ExitCode {
@@ -165,27 +175,33 @@ fn sim(args: &SimArgs) -> ExitCode {
     }
     let mut rows = vec![];
     let mut bad = vec![];
-    for seed in seeds {
+    for &seed in &seeds {
         for s in &chosen {
-            let w = scenarios::run(s, &cfg, seed);
-            if let Some(every) = args.trace_every {
-                for r in w.trace.iter().step_by(every.max(1) as usize) {
-                    println!(
-                        "{:7.2} cap {:5.1} rate {:5.1} delay {:6.1} meas {:6.1} base {:5.1} dl {:<8} ul {:<8} tokens {:5.1}",
-                        r.t,
-                        r.dl_capacity,
-                        r.dl_rate,
-                        r.added_delay_ms,
-                        r.measured_ms.unwrap_or(f64::NAN),
-                        r.baseline_ms,
-                        r.report.download.zone.as_str(),
-                        r.report.upload.zone.as_str(),
-                        r.tokens
-                    );
+            for load in [true, false] {
+                let cfg = scenarios::with_law(&cfg, load);
+                let w = scenarios::run(s, &cfg, seed);
+                if let Some(every) = args.trace_every {
+                    for r in w.trace.iter().step_by(every.max(1) as usize) {
+                        println!(
+                            "{} {:7.2} cap {:5.1} rate {:5.1}/{:4.1} delay {:6.1} meas {:6.1} base {:5.1} dl {:<8} ul {:<8} tokens {:5.1} load {}",
+                            if load { "load" } else { "rtt " },
+                            r.t,
+                            r.dl_capacity,
+                            r.dl_rate,
+                            r.ul_rate,
+                            r.added_delay_ms,
+                            r.measured_ms.unwrap_or(f64::NAN),
+                            r.baseline_ms,
+                            r.report.download.zone.as_str(),
+                            r.report.upload.zone.as_str(),
+                            r.tokens,
+                            r.load_aware
+                        );
+                    }
                 }
+                rows.push(scenarios::figures(s, &w, seed));
+                bad.extend(scenarios::check(s, &cfg, &w, seed));
             }
-            rows.push(scenarios::figures(s, &w, seed));
-            bad.extend(scenarios::check(s, &cfg, &w, seed));
         }
     }
     println!("Simulated link: 100/20 Mbit/s line, 20 ms base RTT, 600 ms modem buffer, 50 ms ticks.");
@@ -194,6 +210,23 @@ fn sim(args: &SimArgs) -> ExitCode {
     }
     println!();
     print!("{}", scenarios::table(&rows));
+    if args.scenario.is_none() {
+        let mut pool_rows = vec![];
+        for &seed in &seeds {
+            let (f, b) = crate::sim::pool::run_all(&cfg, seed);
+            pool_rows.extend(f);
+            bad.extend(b);
+        }
+        println!("\nReflector pool (issue 13; 'before'/'after' = the 30 s around the fault or the load):");
+        for s in crate::sim::pool::all() {
+            println!("  {:<12} {}", s.name, s.about);
+        }
+        print!("{}", crate::sim::pool::table(&pool_rows));
+        println!(
+            "\nRecovery bought with writes (median and worst over seeds {seeds:?}; 'load' = queue counters, 'rtt' = RTT-only law):"
+        );
+        print!("{}", scenarios::tradeoff(&seeds));
+    }
     if bad.is_empty() {
         println!("\nall invariants held");
         ExitCode::SUCCESS

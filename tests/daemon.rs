@@ -167,7 +167,9 @@ fn daemon_probes_at_20hz_survives_dead_and_slow_reflectors_and_stops_cleanly() {
     // The dead and the 600 ms reflector never delay a tick: nearly no missed ticks and a
     // small worst lateness (generous: shared CI machine).
     assert!(stat(&log, "missed") <= 3, "{log}");
-    assert!(stat(&log, "late_max_us") < 50_000, "{log}");
+    // Lateness counts a missed tick in full since issue 18 (≥ 50 ms each): at most the
+    // three missed ticks allowed above.
+    assert!(stat(&log, "late_max_us") < 200_000, "{log}");
     assert!(stat(&log, "replies") >= 2 * ticks - 30, "fast and slow replies reached the controller\n{log}");
     assert!(!log.contains("secret-pw"), "password leaked into the log");
 }

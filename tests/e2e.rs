@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::closed_loop::{self, CapacityTrace, LinkOptions, LinkSample};
-use crate::support::fake_router::{FakeRouterOs, Fault};
+use crate::support::closed_loop::{self, CapacityTrace, LinkOptions, LinkSample, Shaper, SshShaper};
+use crate::support::fake_router::{FakeRouterOs, FakeSsh, Fault};
 use crate::support::netns::is_root;
 use crate::support::reflector::Rig;
 
@@ -28,15 +28,31 @@ pub const DL: &str = "WAN-Download-1";
 pub struct Testbed {
     pub rig: Rig,
     pub router: FakeRouterOs,
+    /// The fake `ssh` console when the daemon's transport is SSH.
+    pub ssh: Option<FakeSsh>,
     pub dir: PathBuf,
     pub child: Option<Child>,
 }
 
 impl Testbed {
     pub fn start(name: &str) -> Testbed {
+        Testbed::start_with(name, false)
+    }
+
+    /// A testbed whose daemon talks to the router over SSH (the fake `ssh` console, whose
+    /// queue counters follow the link model as the REST fake's do).
+    pub fn start_with(name: &str, over_ssh: bool) -> Testbed {
+        Testbed::start_opts(name, over_ssh, "")
+    }
+
+    /// [`Testbed::start_with`] with extra `continuous_monitoring` lines (two-space indent),
+    /// e.g. `"  load_control:\n    enabled: false\n"` for the RTT-only law.
+    pub fn start_opts(name: &str, over_ssh: bool, monitoring_extra: &str) -> Testbed {
         let rig = Rig::start(&REFLECTORS.map(|r| (r, Some(Duration::from_millis(20))))).expect("rig");
         let router = rig.ns().run_in(FakeRouterOs::start).expect("router in namespace");
         router.set_queue_max_limit(DL, 100_000_000);
+        // Counters follow the link model (closed_loop::drive), not each read.
+        router.set_counter_step(0, 0);
         let dir = std::env::temp_dir().join(format!("wanctl-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mkdir");
@@ -46,7 +62,7 @@ impl Testbed {
             r#"schema_version: "1.0"
 wan_name: "wan1"
 router:
-  transport: "rest"
+  transport: "{transport}"
   host: "127.0.0.1"
   user: "{user}"
   ssh_key: "/etc/wanctl/ssh/router.key"
@@ -58,7 +74,7 @@ queues:
   upload: "WAN-Upload-1"
 continuous_monitoring:
   enabled: true
-  baseline_rtt_initial: 20
+{monitoring_extra}  baseline_rtt_initial: 20
   download:
     floor_green_mbps: 30
     floor_yellow_mbps: 25
@@ -101,19 +117,26 @@ metrics:
 "#,
             user = router.user(),
             port = router.port(),
+            transport = if over_ssh { "ssh" } else { "rest" },
         );
+        let ssh = over_ssh.then(|| FakeSsh::new().expect("fake ssh"));
         std::fs::write(dir.join("wan1.yaml"), cfg).expect("config");
-        let child = rig
-            .ns()
-            .command(env!("CARGO_BIN_EXE_wanctl"))
-            .args(["--config", dir.join("wan1.yaml").to_str().expect("utf8")])
+        let mut cmd = rig.ns().command(env!("CARGO_BIN_EXE_wanctl"));
+        cmd.args(["--config", dir.join("wan1.yaml").to_str().expect("utf8")])
             .env("ROUTER_PASSWORD", router.password())
-            .env("WANCTL_SSH", "false")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr.log")).expect("stderr"))
-            .spawn()
-            .expect("spawn wanctl");
-        Testbed { rig, router, dir, child: Some(child) }
+            .stderr(std::fs::File::create(dir.join("stderr.log")).expect("stderr"));
+        match &ssh {
+            Some(ssh) => {
+                ssh.update_state(|state| state["queues"][DL]["max-limit"] = 100_000_000u64.into());
+                cmd.env("PATH", ssh.path_env()).envs(ssh.envs());
+            }
+            None => {
+                cmd.env("WANCTL_SSH", "false");
+            }
+        }
+        let child = cmd.spawn().expect("spawn wanctl");
+        Testbed { rig, router, ssh, dir, child: Some(child) }
     }
 
     pub fn log(&self) -> String {
@@ -125,16 +148,24 @@ metrics:
     }
 
     pub fn drive(&self, trace: &CapacityTrace, secs: u64, on_tick: impl FnMut(f64)) -> Vec<LinkSample> {
+        self.drive_with(trace, &LinkOptions::default(), secs, on_tick)
+    }
+
+    /// [`Testbed::drive`] with link options (e.g. an idle-then-load demand).
+    pub fn drive_with(
+        &self,
+        trace: &CapacityTrace,
+        opts: &LinkOptions,
+        secs: u64,
+        on_tick: impl FnMut(f64),
+    ) -> Vec<LinkSample> {
         let handle = self.router.rate_handle(DL);
-        closed_loop::drive(
-            &self.rig,
-            &REFLECTORS,
-            &handle,
-            trace,
-            &LinkOptions::default(),
-            Duration::from_secs(secs),
-            on_tick,
-        )
+        let ssh_side = self.ssh.as_ref().map(|ssh| SshShaper { ssh, queue: DL });
+        let shaper: &dyn Shaper = match &ssh_side {
+            Some(s) => s,
+            None => &handle,
+        };
+        closed_loop::drive(&self.rig, &REFLECTORS, shaper, trace, opts, Duration::from_secs(secs), on_tick)
     }
 
     pub fn stop(&mut self) -> (i32, String) {
@@ -283,4 +314,51 @@ fn a_router_outage_is_survived_and_the_newest_rate_applied_after_it() {
         "cut not applied soon after the router came back: {applied:?}\n{log}"
     );
     assert!(log.contains("router reconnected after"), "{log}");
+}
+
+/// Issue 11: the load-aware law over both transports. A collapse below the floor (5 Mbit/s
+/// with a 10 Mbit/s floor) for 12 s, then the line back at 100: the daemon must be using
+/// the counters (health says so), cut to the floor, and climb back well within the run;
+/// the upload queue (idle here) is never cut.
+fn collapse_and_recovery_with_counters(over_ssh: bool) {
+    let mut bed = Testbed::start_with(if over_ssh { "collapse-ssh" } else { "collapse-rest" }, over_ssh);
+    let trace = CapacityTrace::Steps(vec![(0.0, 100.0), (8.0, 5.0), (20.0, 100.0)]);
+    let rig = &bed.rig;
+    let mut law = None;
+    let s = bed.drive(&trace, 40, |t| {
+        if law.is_none() && t > 5.0 {
+            law = crate::health::http_get(rig, 9101, "/health").and_then(|(_, body)| {
+                let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+                v["wans"][0]["load_control"]["law"].as_str().map(str::to_owned)
+            });
+        }
+    });
+    let upload = match &bed.ssh {
+        Some(ssh) => ssh.state()["queues"]["WAN-Upload-1"]["max-limit"].as_u64(),
+        None => bed.router.queue_max_limit("WAN-Upload-1"),
+    };
+    let (code, log) = bed.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(law.as_deref(), Some("load"), "health must report the load-aware law\n{log}");
+    assert!(log.contains("load-aware control on"), "{log}");
+    let floor = first(&s, 8.0, |x| x.shaped <= 10.5);
+    assert!(floor.is_some_and(|f| f < 8.0), "not cut to the floor during the collapse: {floor:?}\n{log}");
+    let back = first(&s, 20.0, |x| x.shaped >= 90.0);
+    println!("{}: back to 90 % {back:?} s after the recovery", if over_ssh { "ssh" } else { "rest" });
+    assert!(back.is_some_and(|b| b < 15.0), "rate not back after the recovery: {back:?}\n{log}");
+    // The upload never carried load: the initial write set it to its ceiling, and no
+    // download congestion may cut it.
+    assert_eq!(upload, Some(20_000_000), "idle upload was cut\n{log}");
+}
+
+#[test]
+fn issue_11_collapse_and_recovery_with_queue_counters_over_rest() {
+    need_root!();
+    collapse_and_recovery_with_counters(false);
+}
+
+#[test]
+fn issue_11_collapse_and_recovery_with_queue_counters_over_ssh() {
+    need_root!();
+    collapse_and_recovery_with_counters(true);
 }

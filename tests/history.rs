@@ -94,7 +94,7 @@ fn schema_indexes_and_pragmas_are_created_idempotently() {
     names.sort();
     assert_eq!(
         names,
-        ["idx_metrics_granularity_time", "idx_metrics_timestamp", "idx_metrics_wan_metric_time"]
+        ["idx_metrics_granularity_time_series", "idx_metrics_timestamp", "idx_metrics_wan_metric_time"]
     );
     let cols: Vec<(String, String, bool)> = conn
         .prepare("PRAGMA table_info(metrics)")
@@ -668,4 +668,115 @@ fn legacy_database_is_opened_as_is_and_compacts_on_request() {
     assert!(pragma("freelist_count") > 0, "freed pages stay in the file");
     store.compact().expect("compact");
     assert_eq!((pragma("auto_vacuum"), pragma("freelist_count")), (2, 0));
+}
+
+/// Writes `n` raw rows spread over the hour before `NOW`: three WANs, six metrics.
+fn big_db(tmp: &TempDir, n: usize) -> PathBuf {
+    const METRICS: [&str; 6] =
+        [RTT_MS, STATE, RATE_DOWNLOAD_MBPS, "wanctl_rtt_delta_ms", "wanctl_a", "wanctl_b"];
+    let db = tmp.db();
+    drop(Store::open(&db, 0).expect("open"));
+    let mut conn = Connection::open(&db).expect("open");
+    let tx = conn.transaction().expect("tx");
+    {
+        let mut stmt = tx
+            .prepare("INSERT INTO metrics (timestamp, wan_name, metric_name, value) VALUES (?1, ?2, ?3, ?4)")
+            .expect("prepare");
+        for i in 0..n {
+            let ts = NOW - 3599 + (i as i64 * 3600 / n as i64);
+            let wan = ["wan1", "wan2", "wan3"][i % 3];
+            stmt.execute(rusqlite::params![ts, wan, METRICS[(i / 3) % 6], i as f64]).expect("insert");
+        }
+    }
+    tx.commit().expect("commit");
+    db
+}
+
+static FAKE_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
+
+/// A clock that advances 100 µs at every read: deterministic budgets for the job.
+fn fake_clock() -> wanctl::time::Instant {
+    wanctl::time::Instant::from_micros(FAKE_US.fetch_add(100, std::sync::atomic::Ordering::Relaxed))
+}
+
+#[test]
+fn issue_18_history_job_in_tiny_slices_answers_exactly_as_the_whole_query() {
+    use wanctl::shell::history_query::{HistoryJob, Step};
+    let tmp = TempDir::new("slices");
+    let db = big_db(&tmp, 30_000);
+    let many: Vec<String> = (0..300).map(|i| format!("nope_{i}")).collect();
+    let queries = [
+        "range=1h".to_string(),
+        "range=1h&limit=7&offset=12345".into(),
+        "range=1h&wan=wan2&metrics=wanctl_state,wanctl_rtt_ms&limit=50&offset=3000".into(),
+        "range=30m&limit=10000".into(),
+        format!("range=1h&metrics={}", many.join(",")),
+        "range=1h&wan=%27%20OR%201%3D1%20--".into(),
+        "from=1970-01-01T00:00:00&limit=3".into(),
+    ];
+    for q in &queries {
+        let target = format!("/metrics/history?{q}");
+        // The reference: one count and one page query over the whole window.
+        let params = history::HistoryParams::parse(&target, 0).expect("params");
+        let query = params.query(NOW);
+        let reader = Reader::open(&db).expect("reader");
+        let rows = reader.query(&query, Some(u64::from(params.limit)), params.offset).expect("rows");
+        let total = reader.count(&query).expect("count");
+        let whole = (200, history::render_history_response(&params, &query, &rows, total));
+        assert_eq!(history_http(&db, &target, NOW, 0), whole, "{q}");
+        let mut job = HistoryJob::start(&db, &target, NOW, 0, fake_clock).expect("job");
+        let mut steps = 0;
+        let answer = loop {
+            steps += 1;
+            assert!(steps < 100_000, "{q}: no answer after {steps} steps");
+            // About 20 deadline checks (≈ 20 000 SQLite instructions) per step.
+            if let Step::Done(status, body) = job.step(fake_clock() + std::time::Duration::from_millis(2)) {
+                break (status, body);
+            }
+        };
+        assert_eq!(answer, whole, "{q}");
+        if q.starts_with("range=1h&metrics=") {
+            assert!(job.interrupted() > 0 && steps > 1, "{q}: a heavy query is cut into steps ({steps})");
+        }
+    }
+}
+
+#[test]
+fn issue_18_history_count_is_bounded_once_the_page_is_full() {
+    use wanctl::shell::history_query::COUNT_CAP;
+    let tmp = TempDir::new("countcap");
+    let db = big_db(&tmp, 150_000);
+    let (status, body) = history_http(&db, "/metrics/history?range=1h&limit=5", NOW, 0);
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let total = v["metadata"]["total_count"].as_u64().expect("count");
+    assert!((COUNT_CAP..150_000).contains(&total), "counting stops past the cap: {total}");
+    assert_eq!(v["metadata"]["returned_count"], 5);
+    // A page beyond the cap is still found, and the count reaches it.
+    let (_, body) = history_http(&db, "/metrics/history?range=1h&limit=5&offset=140000", NOW, 0);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["metadata"]["returned_count"], 5);
+    assert!(v["metadata"]["total_count"].as_u64().expect("count") >= 140_005);
+}
+
+#[test]
+fn issue_18_loop_reader_never_waits_for_a_lock() {
+    let tmp = TempDir::new("busy");
+    let db = big_db(&tmp, 100);
+    // A writer holding an exclusive lock (rollback journal, so readers are locked out).
+    let conn = Connection::open(&db).expect("open");
+    conn.execute_batch("PRAGMA journal_mode=DELETE; BEGIN EXCLUSIVE;").expect("lock");
+    let start = std::time::Instant::now();
+    let r = wanctl::shell::history_query::HistoryJob::start(&db, "/metrics/history", NOW, 0, fake_clock);
+    let answer = match r {
+        Err(a) => a,
+        Ok(mut job) => match job.step(fake_clock() + std::time::Duration::from_secs(3600)) {
+            wanctl::shell::history_query::Step::Done(s, b) => (s, b),
+            wanctl::shell::history_query::Step::More => panic!("no answer"),
+        },
+    };
+    assert_eq!(answer.0, 503, "{}", answer.1);
+    // Not a timed assertion on speed: the old reader waited its 2 s busy timeout.
+    assert!(start.elapsed() < std::time::Duration::from_secs(2), "waited for the lock");
+    conn.execute_batch("ROLLBACK").expect("unlock");
 }

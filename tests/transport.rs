@@ -79,6 +79,10 @@ impl Bed {
                 None => FakeRouterOs::start(),
             })
             .expect("start fake router in the namespace");
+        // A saturated line as the queue counters see it (12.5 MB a read ≈ 200 Mbit/s at the
+        // 0.5 s read interval): the load-aware law then climbs back after congestion, as
+        // these transport tests expect.
+        router.set_counter_step(1000, 12_500_000);
         let ssh = FakeSsh::new().expect("fake ssh");
         let dir = tempdir(name);
         std::fs::write(dir.join("wan1.yaml"), config(&dir, &router, extra_router)).expect("config");
@@ -207,7 +211,9 @@ fn rest_over_http_cuts_on_congestion_over_one_keepalive_connection() {
     assert!(reqs.iter().any(|r| r.method == "PATCH" && r.body_text().contains("cake-down-wan1")));
     let (code, log) = bed.stop();
     assert_eq!(code, 0, "{log}");
-    assert!(Bed::late_max_us(&log) < 50_000, "{log}");
+    // Since issue 18 lateness counts a stalled loop in full; a scheduler hiccup on a
+    // loaded shared machine costs a tick or two, a blocked loop (timeouts) seconds.
+    assert!(Bed::late_max_us(&log) < 250_000, "{log}");
 }
 
 #[test]
@@ -261,6 +267,9 @@ fn injected_faults_never_stop_the_ticks_and_the_next_write_lands() {
         Fault::Chunked,
         Fault::Status401,
         Fault::SessionClosed,
+        // Issue 16: hostile responses (8 MiB of headers, a chunked body without end).
+        Fault::HugeHeaders,
+        Fault::EndlessChunked,
     ];
     for fault in faults {
         // A fresh daemon per fault, so every round starts at the ceiling with a full budget.
@@ -280,6 +289,10 @@ fn injected_faults_never_stop_the_ticks_and_the_next_write_lands() {
             bed.child.as_mut().expect("child").try_wait().expect("wait").is_none(),
             "daemon died on {fault:?}"
         );
+        // Bounded memory whatever the router sends (the client's head and body limits).
+        let pid = bed.child.as_ref().expect("child").id();
+        let (_, peak_kb) = crate::bench::proc_usage(pid);
+        assert!(peak_kb < 32 * 1024, "{fault:?}: peak RSS {peak_kb} kB");
         let seen = bed.router.request_count();
         bed.router.set_fault(Fault::None);
         // A cut is never held back: once the router answers again, a write lands.
@@ -290,7 +303,8 @@ fn injected_faults_never_stop_the_ticks_and_the_next_write_lands() {
         assert!(bed.rest_rate().is_some_and(|r| r < CEILING), "{fault:?}: the cut is on the router");
         let (code, log) = bed.stop();
         assert_eq!(code, 0);
-        assert!(Bed::late_max_us(&log) < 50_000, "ticks delayed by {fault:?}:\n{log}");
+        // See above: lateness counts missed ticks in full since issue 18.
+        assert!(Bed::late_max_us(&log) < 250_000, "ticks delayed by {fault:?}:\n{log}");
     }
 }
 

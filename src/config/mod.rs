@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use crate::units::Bps;
 
+pub use raw::{MAX_CONFIG_BYTES, MAX_FLOW_NESTING};
 pub use rules::{
     check_comment, check_host, check_identifier, check_path, check_router_user, check_ssh_key, is_hostname,
     is_ipv4_literal, is_ipv6_literal,
@@ -186,6 +187,9 @@ pub struct DirectionConfig {
     pub factor_down_yellow: f64,
     /// Consecutive GREEN cycles before each step-up (default 5).
     pub green_required: u32,
+    /// Adapt this direction (default true); `false` keeps it at its ceiling, still measured
+    /// and reported (new key `adaptive`, e.g. a fixed download cap on satellite).
+    pub adaptive: bool,
     /// Per-state floors; with legacy `floor_mbps` all four are equal. Upload's soft-red
     /// floor equals its yellow floor.
     pub floor_green: Bps,
@@ -262,6 +266,88 @@ pub struct ProbeBinding {
     pub fwmark: Option<u32>,
 }
 
+/// `continuous_monitoring.load_control` (new): the router's queue counters as a second
+/// signal (see `engine::load` and docs/CONFIGURATION.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadControl {
+    /// Read the counters and use them (default true). `false` restores the RTT-only law.
+    pub enabled: bool,
+    /// How often the counters are read (default 0.5 s: 2 REST requests a second).
+    pub interval: Duration,
+    /// A direction carries load when its achieved rate is at least this share of its
+    /// shaper rate (default 0.5): only such a direction is cut for RTT congestion.
+    pub loaded_ratio: f64,
+    /// A direction is saturated when its achieved rate is at least this share of its
+    /// shaper rate (default 0.8): only a saturated direction is raised.
+    pub saturated_ratio: f64,
+    /// Counters older than this are stale and the RTT-only law takes over (default the
+    /// larger of 4 read intervals and 2 s).
+    pub stale_after: Duration,
+}
+
+impl Default for LoadControl {
+    fn default() -> LoadControl {
+        LoadControl {
+            enabled: true,
+            interval: Duration::from_millis(500),
+            loaded_ratio: 0.5,
+            saturated_ratio: 0.8,
+            stale_after: Duration::from_secs(2),
+        }
+    }
+}
+
+impl LoadControl {
+    /// The RTT-only law of the original (counters never read).
+    pub fn off() -> LoadControl {
+        LoadControl { enabled: false, ..LoadControl::default() }
+    }
+}
+
+/// `continuous_monitoring.reflectors` (new): the reflector pool (`engine::prober`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReflectorPool {
+    /// The pool (hosts, IPv4 and IPv6 together); `None` = `ping_hosts`.
+    pub pool: Option<Vec<String>>,
+    /// Reflectors probed at once; `None` = min(3, pool size).
+    pub active: Option<usize>,
+    /// Healthy active reflectors a decision needs; `None` = a majority of `active`.
+    pub quorum: Option<usize>,
+    /// An active reflector whose RTT sits this far (ms) above the others' (each against its
+    /// own baseline) is misbehaving (default 15).
+    pub outlier_ms: f64,
+    /// ...and is replaced after misbehaving this long (default 30 s).
+    pub outlier_after: Duration,
+    /// An active reflector that lost at least half its probes over this window while
+    /// others answered is replaced (default 2 s).
+    pub dead_after: Duration,
+    /// Probe less while both queues are idle (needs the queue counters; default true).
+    pub idle_backoff: bool,
+    /// Rounds per second while idle (default 2).
+    pub idle_rate_hz: f64,
+    /// Idle this long before backing off (default 30 s).
+    pub idle_after: Duration,
+}
+
+impl Default for ReflectorPool {
+    fn default() -> ReflectorPool {
+        ReflectorPool {
+            pool: None,
+            active: None,
+            quorum: None,
+            outlier_ms: 15.0,
+            outlier_after: Duration::from_secs(30),
+            dead_after: Duration::from_secs(2),
+            idle_backoff: true,
+            idle_rate_hz: 2.0,
+            idle_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The default long-run write budget (the original's limiter: 10 writes a minute).
+pub const DEFAULT_WRITE_BUDGET_PER_MIN: f64 = 10.0;
+
 /// `continuous_monitoring`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Monitoring {
@@ -281,6 +367,19 @@ pub struct Monitoring {
     pub fallback: FallbackChecks,
     /// Per-WAN probe binding (new; default: none).
     pub binding: ProbeBinding,
+    /// Queue counters as a second signal (new; default on).
+    pub load: LoadControl,
+    /// Long-run router writes per minute (new, `write_budget_per_minute`; default 10).
+    pub write_budget_per_min: f64,
+    /// The reflector pool (new; default: `ping_hosts`, 3 active).
+    pub reflectors: ReflectorPool,
+}
+
+impl Monitoring {
+    /// The reflector pool: `reflectors.pool`, else `ping_hosts`.
+    pub fn pool_hosts(&self) -> &[String] {
+        self.reflectors.pool.as_deref().unwrap_or(&self.ping_hosts)
+    }
 }
 
 /// An HTTP endpoint (`health_check.*`, `metrics.*`).

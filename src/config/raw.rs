@@ -43,11 +43,56 @@ impl Report {
     }
 }
 
+/// The largest config file parsed (the examples are about 5 KB).
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+/// The deepest nesting of flow collections (`{`, `[`) accepted.
+pub const MAX_FLOW_NESTING: usize = 32;
+
+/// Refuses texts whose parse could take long, before parsing (issue 18: 64 KB of nested
+/// `{` took serde_yaml 11 s, quadratic in the depth, and SIGHUP parses on the control
+/// loop). Quoted scalars and comments are skipped when counting the depth.
+fn check_shape(text: &str) -> Result<(), ConfigError> {
+    let err = |problem: String| ConfigError { path: String::new(), problem };
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(err(format!(
+            "the file is {} bytes; at most {MAX_CONFIG_BYTES} are accepted",
+            text.len()
+        )));
+    }
+    let (mut depth, mut quote, mut comment, mut prev) = (0usize, None::<char>, false, '\n');
+    let mut escaped = false;
+    for c in text.chars() {
+        match (quote, c) {
+            _ if comment => comment = c != '\n',
+            (Some('"'), _) if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            // A quote opens a quoted scalar only where a scalar can start (not in `don't`).
+            (None, '"' | '\'') if prev.is_whitespace() || matches!(prev, ':' | ',' | '[' | '{' | '-') => {
+                quote = Some(c)
+            }
+            (None, '#') if prev.is_whitespace() => comment = true,
+            (None, '{' | '[') => {
+                depth += 1;
+                if depth > MAX_FLOW_NESTING {
+                    return Err(err(format!("collections are nested more than {MAX_FLOW_NESTING} deep")));
+                }
+            }
+            (None, '}' | ']') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        prev = c;
+    }
+    Ok(())
+}
+
 /// Parse YAML text into its top-level mapping.
 ///
 /// Errors: a syntax error (with line and column), more than one document, an empty document
 /// (the original's loader got `None` and failed), or a top level that is not a mapping.
 pub(crate) fn parse_document(text: &str) -> Result<Mapping, ConfigError> {
+    check_shape(text)?;
     let mut value: Value = serde_yaml::from_str(text).map_err(|e| syntax_error(&e))?;
     // PyYAML's safe loader resolves `<<: *anchor` merge keys; serde_yaml leaves them as keys.
     value.apply_merge().map_err(|e| syntax_error(&e))?;
@@ -102,6 +147,29 @@ pub(crate) fn describe(v: &Value) -> String {
         Value::Mapping(_) => "a mapping".into(),
         Value::Tagged(t) => format!("a value with the YAML tag {}", t.tag),
     }
+}
+
+/// Keys whose values are secrets: a message names their type, never their value (issue
+/// 18: `password: 73918264` was echoed by check-config and into the journal).
+const SECRET_KEYS: [&str; 5] = ["password", "passphrase", "secret", "token", "api_key"];
+
+/// [`describe`] for the value at `path`: the type only when the key is a secret.
+pub(crate) fn describe_at(path: &str, v: &Value) -> String {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    if !SECRET_KEYS.contains(&key) {
+        return describe(v);
+    }
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a value with a YAML tag",
+    }
+    .into()
 }
 
 /// A string in double quotes, escaped, cut after 60 characters.
@@ -212,7 +280,7 @@ impl<'a> Field<'a> {
             Value::Number(n) => n.as_f64(),
             _ => None,
         }) else {
-            r.error(&self.path, format!("expected a number, got {}", describe(v)));
+            r.error(&self.path, format!("expected a number, got {}", describe_at(&self.path, v)));
             return None;
         };
         if !f.is_finite() {
@@ -241,7 +309,7 @@ impl<'a> Field<'a> {
             _ => None,
         };
         let Some(i) = i else {
-            r.error(&self.path, format!("expected an integer, got {}", describe(v)));
+            r.error(&self.path, format!("expected an integer, got {}", describe_at(&self.path, v)));
             return None;
         };
         match range.check(i as f64, fmt_plain, &fmt_yaml_number(v)) {
@@ -267,7 +335,10 @@ impl<'a> Field<'a> {
             _ => None,
         };
         if b.is_none() {
-            r.error(&self.path, format!("expected a boolean (true or false), got {}", describe(v)));
+            r.error(
+                &self.path,
+                format!("expected a boolean (true or false), got {}", describe_at(&self.path, v)),
+            );
         }
         b
     }
@@ -278,7 +349,7 @@ impl<'a> Field<'a> {
         match v {
             Value::String(s) => Some(s.as_str()),
             _ => {
-                r.error(&self.path, format!("expected a string, got {}", describe(v)));
+                r.error(&self.path, format!("expected a string, got {}", describe_at(&self.path, v)));
                 None
             }
         }
@@ -290,7 +361,7 @@ impl<'a> Field<'a> {
         match v {
             Value::Sequence(s) => Some(s.as_slice()),
             _ => {
-                r.error(&self.path, format!("expected a list, got {}", describe(v)));
+                r.error(&self.path, format!("expected a list, got {}", describe_at(&self.path, v)));
                 None
             }
         }
@@ -302,7 +373,7 @@ impl<'a> Field<'a> {
         match self.value {
             Some(Value::Mapping(m)) => Map::new(self.path.clone(), Some(m), self.quiet),
             Some(v) => {
-                r.error(&self.path, format!("expected a mapping, got {}", describe(v)));
+                r.error(&self.path, format!("expected a mapping, got {}", describe_at(&self.path, v)));
                 Map::new(self.path.clone(), None, true)
             }
             None => Map::new(self.path.clone(), None, self.quiet),

@@ -348,6 +348,45 @@ fn types_are_checked_with_the_originals_rules() {
 }
 
 #[test]
+fn issue_18_a_secret_of_the_wrong_type_is_never_printed() {
+    for (value, kind) in [("73918264", "an integer"), ("7391.8264", "a number"), ("true", "a boolean")] {
+        let e = only_error(autorate(&set(AUTORATE, "router.password", value)));
+        assert_eq!(e.path, "router.password");
+        assert_eq!(e.problem, format!("expected a string, got {kind}"));
+        assert!(!e.to_string().contains(value), "{e}");
+    }
+    // Other keys still show the value they got.
+    let e = only_error(autorate(&set(AUTORATE, "router.user", "42")));
+    assert_eq!(e.problem, "expected a string, got an integer (42)");
+}
+
+#[test]
+fn issue_18_deep_or_huge_configs_are_refused_before_parsing() {
+    // 64 KB of nested `{` took the YAML parser 11 s.
+    let deep = format!("{AUTORATE}\nx: {}\n", "{a: ".repeat(16_000));
+    let e = only_error(autorate(&deep));
+    assert_eq!(e.problem, "collections are nested more than 32 deep");
+    let huge = format!("{AUTORATE}\n# {}\n", "x".repeat(300 * 1024));
+    let e = only_error(autorate(&huge));
+    assert!(
+        e.problem.starts_with("the file is ") && e.problem.ends_with("at most 262144 are accepted"),
+        "{e}"
+    );
+    // Braces inside quoted scalars and comments do not count; nesting to the limit is fine.
+    let quoted = format!(
+        "{AUTORATE}\nx1: \"{}\"\nx2: '{}'\n# {}\nx3: don't {}\nx4: \"a\\\"{}\"\n",
+        "{".repeat(100),
+        "[".repeat(100),
+        "{".repeat(100),
+        "{{{ fine",
+        "{".repeat(40)
+    );
+    assert!(autorate(&quoted).is_ok(), "{:?}", autorate(&quoted).err());
+    let nested = format!("{AUTORATE}\nx: {}1{}\n", "[".repeat(32), "]".repeat(32));
+    assert!(autorate(&nested).is_ok());
+}
+
+#[test]
 fn integers_are_accepted_for_float_keys() {
     let c = ok(&set(AUTORATE, "continuous_monitoring.download.factor_down", "1")).config;
     assert_eq!(c.monitoring.download.factor_down, 1.0);
@@ -1728,5 +1767,115 @@ mod probe_binding_tests {
         assert!(text.contains("continuous_monitoring.probe_binding.device"), "{text}");
         assert!(text.contains("continuous_monitoring.probe_binding.source"), "{text}");
         assert!(text.contains("continuous_monitoring.probe_binding.fwmark"), "{text}");
+    }
+}
+
+mod load_control_tests {
+    use crate::config::{LoadControl, parse_autorate};
+    use std::time::Duration;
+
+    fn with(extra: &str) -> String {
+        let base = include_str!("../../config/cable.yaml");
+        base.replace("continuous_monitoring:\n", &format!("continuous_monitoring:\n{extra}"))
+    }
+
+    #[test]
+    fn load_control_defaults_on_and_keys_parse() {
+        let env = |_: &str| Some("pw".to_string());
+        let plain = parse_autorate(include_str!("../../config/cable.yaml"), "c.yaml", &env).expect("valid");
+        assert_eq!(plain.config.monitoring.load, LoadControl::default());
+        assert_eq!(plain.config.monitoring.write_budget_per_min, 10.0);
+        let ok = parse_autorate(
+            &with("  write_budget_per_minute: 30\n  load_control:\n    enabled: false\n    interval_sec: 1\n    loaded_ratio: 0.4\n    saturated_ratio: 0.9\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect("valid");
+        let l = &ok.config.monitoring.load;
+        assert!(!l.enabled);
+        assert_eq!((l.interval, l.loaded_ratio, l.saturated_ratio), (Duration::from_secs(1), 0.4, 0.9));
+        assert_eq!(l.stale_after, Duration::from_secs(4), "default: four intervals, at least 2 s");
+        assert_eq!(ok.config.monitoring.write_budget_per_min, 30.0);
+    }
+
+    #[test]
+    fn load_control_bad_values_name_their_keys() {
+        let env = |_: &str| Some("pw".to_string());
+        let bad = parse_autorate(
+            &with("  write_budget_per_minute: 0\n  load_control:\n    interval_sec: 0.01\n    loaded_ratio: 0.95\n    saturated_ratio: 0.8\n    stale_after_sec: 0.5\n    bogus: 1\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect_err("invalid");
+        let text = bad.to_string();
+        assert!(text.contains("continuous_monitoring.write_budget_per_minute"), "{text}");
+        assert!(text.contains("continuous_monitoring.load_control.interval_sec"), "{text}");
+        let bad = parse_autorate(
+            &with("  load_control:\n    loaded_ratio: 0.95\n    saturated_ratio: 0.8\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect_err("invalid");
+        assert!(bad.to_string().contains("continuous_monitoring.load_control.loaded_ratio"), "{bad}");
+        let bad = parse_autorate(
+            &with("  load_control:\n    interval_sec: 1\n    stale_after_sec: 1\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect_err("invalid");
+        assert!(bad.to_string().contains("continuous_monitoring.load_control.stale_after_sec"), "{bad}");
+    }
+}
+
+mod reflector_pool_tests {
+    use crate::config::parse_autorate;
+    use std::time::Duration;
+
+    fn with(extra: &str) -> String {
+        let base = include_str!("../../config/cable.yaml");
+        base.replace("continuous_monitoring:\n", &format!("continuous_monitoring:\n{extra}"))
+    }
+
+    #[test]
+    fn pool_keys_parse_and_default() {
+        let env = |_: &str| Some("pw".to_string());
+        let plain = parse_autorate(include_str!("../../config/cable.yaml"), "c.yaml", &env).expect("valid");
+        let m = &plain.config.monitoring;
+        assert_eq!(m.pool_hosts(), &m.ping_hosts[..], "ping_hosts is the pool");
+        assert!(m.download.adaptive && m.upload.adaptive);
+        let ok = parse_autorate(
+            &with("  reflectors:\n    pool: [\"1.1.1.1\", \"2606:4700:4700::1111\", \"9.9.9.9\", \"8.8.8.8\"]\n    active: 2\n    quorum: 1\n    idle_rate_hz: 1\n    idle_after_sec: 60\n    outlier_ms: 20\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect("valid");
+        let r = &ok.config.monitoring.reflectors;
+        assert_eq!(ok.config.monitoring.pool_hosts().len(), 4);
+        assert_eq!((r.active, r.quorum, r.idle_rate_hz, r.outlier_ms), (Some(2), Some(1), 1.0, 20.0));
+        assert_eq!(r.idle_after, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn pool_errors_name_their_keys() {
+        let env = |_: &str| Some("pw".to_string());
+        let bad = parse_autorate(
+            &with("  reflectors:\n    pool: [\"1.1.1.1\", \"9.9.9.9\"]\n    active: 3\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect_err("active > pool");
+        assert!(bad.to_string().contains("continuous_monitoring.reflectors.active"), "{bad}");
+        let bad = parse_autorate(&with("  reflectors:\n    active: 2\n    quorum: 3\n"), "c.yaml", &env)
+            .expect_err("quorum > active");
+        assert!(bad.to_string().contains("continuous_monitoring.reflectors.quorum"), "{bad}");
+        let bad = parse_autorate(
+            &with("  reflectors:\n    pool: [\"not a host!\"]\n    idle_rate_hz: 0\n"),
+            "c.yaml",
+            &env,
+        )
+        .expect_err("bad host and rate");
+        let text = bad.to_string();
+        assert!(text.contains("continuous_monitoring.reflectors.pool[0]"), "{text}");
+        assert!(text.contains("continuous_monitoring.reflectors.idle_rate_hz"), "{text}");
     }
 }

@@ -561,6 +561,15 @@ fn monitoring(m: &mut Map<'_>, r: &mut Report) -> Option<Monitoring> {
 
     let fallback = fallback_checks(&mut cm, r);
     let binding = probe_binding(&mut cm, r);
+    let load = load_control(&mut cm, r);
+    let pool = reflector_pool(&mut cm, r);
+    let budget = cm.opt_num(
+        r,
+        "write_budget_per_minute",
+        Num::Number,
+        Range::between(1.0, 1200.0),
+        crate::config::DEFAULT_WRITE_BUDGET_PER_MIN,
+    );
     cm.finish(r);
 
     let thresholds = thresholds?;
@@ -587,6 +596,111 @@ fn monitoring(m: &mut Map<'_>, r: &mut Report) -> Option<Monitoring> {
         thresholds,
         fallback: fallback?,
         binding: binding?,
+        load: load?,
+        write_budget_per_min: budget?,
+        reflectors: pool?,
+    })
+}
+
+/// `continuous_monitoring.reflectors` (new): the reflector pool.
+fn reflector_pool(cm: &mut Map<'_>, r: &mut Report) -> Option<crate::config::ReflectorPool> {
+    use crate::config::ReflectorPool;
+    let d = ReflectorPool::default();
+    let mut pm = cm.get("reflectors").map(r);
+    let pool = if pm.has("pool") { ping_list(&mut pm, r, "pool").map(Some) } else { Some(None) };
+    let active_path = pm.child_path("active");
+    let active = if pm.has("active") {
+        pm.opt_int(r, "active", Range::between(1.0, 8.0), 3).map(|v| Some(v as usize))
+    } else {
+        Some(None)
+    };
+    let quorum_path = pm.child_path("quorum");
+    let quorum = if pm.has("quorum") {
+        pm.opt_int(r, "quorum", Range::between(1.0, 8.0), 2).map(|v| Some(v as usize))
+    } else {
+        Some(None)
+    };
+    let outlier = pm.opt_num(r, "outlier_ms", Num::Number, Range::between(2.0, 500.0), d.outlier_ms);
+    let outlier_after =
+        pm.opt_num(r, "replace_outlier_after_sec", Num::Number, Range::between(1.0, 3600.0), 30.0);
+    let dead_after = pm.opt_num(r, "replace_dead_after_sec", Num::Number, Range::between(0.5, 60.0), 2.0);
+    let backoff = pm.opt_bool(r, "idle_backoff", d.idle_backoff);
+    let idle_hz = pm.opt_num(r, "idle_rate_hz", Num::Number, Range::between(0.2, 20.0), d.idle_rate_hz);
+    let idle_after = pm.opt_num(r, "idle_after_sec", Num::Number, Range::between(1.0, 3600.0), 30.0);
+    pm.finish(r);
+    let (pool, active, quorum) = (pool?, active?, quorum?);
+    if let (Some(p), Some(a)) = (&pool, active)
+        && a > p.len()
+    {
+        r.error(&active_path, format!("must be ≤ the pool size ({}), got {a}", p.len()));
+        return None;
+    }
+    if let (Some(q), a) = (quorum, active.unwrap_or(3))
+        && q > a
+    {
+        r.error(&quorum_path, format!("must be ≤ active ({a}), got {q}"));
+        return None;
+    }
+    let secs = std::time::Duration::from_secs_f64;
+    Some(ReflectorPool {
+        pool,
+        active,
+        quorum,
+        outlier_ms: outlier?,
+        outlier_after: secs(outlier_after?),
+        dead_after: secs(dead_after?),
+        idle_backoff: backoff?,
+        idle_rate_hz: idle_hz?,
+        idle_after: secs(idle_after?),
+    })
+}
+
+/// `continuous_monitoring.load_control` (new): queue counters as a second signal.
+fn load_control(cm: &mut Map<'_>, r: &mut Report) -> Option<crate::config::LoadControl> {
+    use crate::config::LoadControl;
+    let d = LoadControl::default();
+    let mut lm = cm.get("load_control").map(r);
+    let enabled = lm.opt_bool(r, "enabled", d.enabled);
+    let interval =
+        lm.opt_num(r, "interval_sec", Num::Number, Range::between(0.1, 60.0), d.interval.as_secs_f64());
+    let loaded_path = lm.child_path("loaded_ratio");
+    let loaded = lm.opt_num(r, "loaded_ratio", Num::Number, Range::between(0.05, 1.0), d.loaded_ratio);
+    let saturated =
+        lm.opt_num(r, "saturated_ratio", Num::Number, Range::between(0.3, 1.0), d.saturated_ratio);
+    let stale_given = lm.has("stale_after_sec");
+    let stale_path = lm.child_path("stale_after_sec");
+    let stale = lm.opt_num(r, "stale_after_sec", Num::Number, Range::between(0.2, 600.0), 2.0);
+    lm.finish(r);
+    let (interval, loaded, saturated, stale) = (interval?, loaded?, saturated?, stale?);
+    if loaded > saturated {
+        r.error(
+            &loaded_path,
+            format!("must be ≤ saturated_ratio ({}), got {}", fmt_plain(saturated), fmt_plain(loaded)),
+        );
+        return None;
+    }
+    let stale = if stale_given {
+        if stale < interval * 2.0 {
+            r.error(
+                &stale_path,
+                format!(
+                    "must be at least two read intervals ({} s), got {}",
+                    fmt_plain(interval * 2.0),
+                    fmt_plain(stale)
+                ),
+            );
+            return None;
+        }
+        stale
+    } else {
+        (interval * 4.0).max(2.0)
+    };
+    Some(LoadControl {
+        enabled: enabled?,
+        interval: std::time::Duration::from_secs_f64(interval),
+        loaded_ratio: loaded,
+        saturated_ratio: saturated,
+        stale_after: std::time::Duration::from_secs_f64(stale),
     })
 }
 
@@ -630,7 +744,12 @@ fn probe_binding(cm: &mut Map<'_>, r: &mut Report) -> Option<ProbeBinding> {
 }
 
 fn ping_hosts(cm: &mut Map<'_>, r: &mut Report) -> Option<Vec<String>> {
-    let f = cm.get("ping_hosts");
+    ping_list(cm, r, "ping_hosts")
+}
+
+/// A required, non-empty list of hosts under `key`.
+fn ping_list(cm: &mut Map<'_>, r: &mut Report, key: &'static str) -> Option<Vec<String>> {
+    let f = cm.get(key);
     f.required(r)?;
     let items = f.list(r)?;
     if items.is_empty() {
@@ -685,6 +804,7 @@ fn direction(dm: &mut Map<'_>, r: &mut Report, is_download: bool) -> Option<Dire
         if is_download { (Range::between(0.8, 1.0), 0.96) } else { (Range::between(0.9, 1.0), 0.94) };
     let factor_down_yellow = dm.opt_num(r, "factor_down_yellow", Num::Float, yellow_range, yellow_default);
     let green_required = dm.opt_int(r, "green_required", Range::between(1.0, 10.0), 5);
+    let adaptive = dm.opt_bool(r, "adaptive", true);
 
     // Floors: the original never type- or range-checked them (a missing one was a KeyError).
     let floor_range = Range::between(0.1, max);
@@ -752,6 +872,7 @@ fn direction(dm: &mut Map<'_>, r: &mut Report, is_download: bool) -> Option<Dire
         factor_down: factor_down?,
         factor_down_yellow: factor_down_yellow?,
         green_required: green_required? as u32,
+        adaptive: adaptive?,
         floor_green: Bps::from_mbps(green?),
         floor_yellow: Bps::from_mbps(yellow?),
         floor_soft_red: Bps::from_mbps(soft_red?),

@@ -56,13 +56,27 @@ impl RttFilter {
 
     /// Restores persisted EWMAs. As in the original, `previous_load` keeps its initial
     /// value, so the first cycle after a restart compares against it.
-    pub fn restore(&mut self, baseline_ms: f64, load_ms: f64) {
-        if baseline_ms.is_finite() && baseline_ms > 0.0 {
+    ///
+    /// A baseline outside the configured bounds is discarded (the filter keeps its
+    /// initial baseline, and the load restarts from it too): `on_sample` only ever moves
+    /// the baseline to candidates inside the bounds, so an out-of-bounds baseline would
+    /// never move again (issue 18: a state file with `baseline_rtt: 500` and bounds 10..60
+    /// kept the rate at its ceiling at 120 ms RTT for ever). Such a file comes from the
+    /// Python original, another config, or a lowered `baseline_rtt_bounds.max`; the same
+    /// check runs on reload. Returns the discarded baseline, if any, for a warning.
+    pub fn restore(&mut self, baseline_ms: f64, load_ms: f64) -> Option<f64> {
+        let usable = |v: f64| v.is_finite() && v > 0.0;
+        if usable(baseline_ms) && !(self.bounds.0..=self.bounds.1).contains(&baseline_ms) {
+            self.load_ms = self.baseline_ms;
+            return Some(baseline_ms);
+        }
+        if usable(baseline_ms) {
             self.baseline_ms = baseline_ms;
         }
-        if load_ms.is_finite() && load_ms > 0.0 {
+        if usable(load_ms) {
             self.load_ms = load_ms;
         }
+        None
     }
 
     /// The baseline (ms).

@@ -292,12 +292,12 @@ impl QueueController {
             Zone::Red => {
                 self.green_streak = 0;
                 self.soft_red_streak = 0;
-                self.red_streak += 1;
+                self.red_streak = self.red_streak.saturating_add(1);
                 Zone::Red
             }
             Zone::SoftRed => {
                 self.green_streak = 0;
-                self.soft_red_streak += 1;
+                self.soft_red_streak = self.soft_red_streak.saturating_add(1);
                 self.red_streak = 0;
                 if self.soft_red_streak >= self.soft_red_required { Zone::SoftRed } else { Zone::Yellow }
             }
@@ -308,7 +308,7 @@ impl QueueController {
                 Zone::Yellow
             }
             Zone::Green => {
-                self.green_streak += 1;
+                self.green_streak = self.green_streak.saturating_add(1);
                 self.soft_red_streak = 0;
                 self.red_streak = 0;
                 Zone::Green
@@ -326,7 +326,7 @@ impl QueueController {
         } else {
             (self.rate, c.floor_green)
         };
-        self.rate = rate.max(floor).min(c.ceiling);
+        self.rate = if c.adaptive { rate.max(floor).min(c.ceiling) } else { c.ceiling };
         let transition = self.transition(zone, delta_ms, |to| match to {
             Zone::Red => (ThresholdName::HardRed, t.hard_red_ms),
             Zone::SoftRed => (ThresholdName::SoftRed, t.warn_ms),
@@ -345,7 +345,7 @@ impl QueueController {
     /// spike detection).
     pub fn adjust_3state_with(&mut self, delta_ms: f64, t: ZoneThresholds, h: Hints) -> Adjustment {
         let zone = if delta_ms > t.warn_ms {
-            self.red_streak += 1;
+            self.red_streak = self.red_streak.saturating_add(1);
             self.green_streak = 0;
             Zone::Red
         } else if delta_ms > t.target_ms {
@@ -353,7 +353,7 @@ impl QueueController {
             self.green_streak = 0;
             Zone::Yellow
         } else {
-            self.green_streak += 1;
+            self.green_streak = self.green_streak.saturating_add(1);
             self.red_streak = 0;
             Zone::Green
         };
@@ -367,7 +367,8 @@ impl QueueController {
         } else {
             self.rate
         };
-        self.rate = rate.max(c.floor_red).min(c.ceiling);
+        // `adaptive: false`: measured and reported, never moved from the ceiling.
+        self.rate = if c.adaptive { rate.max(c.floor_red).min(c.ceiling) } else { c.ceiling };
         let transition = self.transition(zone, delta_ms, |to| match to {
             Zone::Red => (ThresholdName::Warn, t.warn_ms),
             _ => (ThresholdName::Target, t.target_ms),

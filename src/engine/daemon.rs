@@ -21,12 +21,14 @@ use log::{debug, info, warn};
 
 use crate::config::AutorateConfig;
 use crate::engine::connectivity::{Connectivity, FailureKind};
-use crate::engine::prober::{Probe, Prober};
+use crate::engine::load::{LoadMeter, Reading};
+use crate::engine::prober::{Misbehaviour, PoolEvent, PoolSettings, Probe, Prober};
 use crate::engine::state::StateFile;
 use crate::engine::stats::{Histogram, LogLimiter};
 use crate::engine::wan::{Fallback, Outcome, TickReport, WanController, WanEvent};
 use crate::engine::writer::{Rates, WriteOutcome};
 use crate::time::Instant;
+use crate::wire::routeros::QueueStats;
 
 /// Consecutive failed seconds after which the watchdog is abandoned (the original's 3
 /// failed cycles; its failing cycles lasted a second or more).
@@ -37,6 +39,9 @@ pub const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Period of the one-line INFO summary.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+/// A direction carrying less than this share of its shaper rate is idle (probe back-off,
+/// stall detection).
+const IDLE_SHARE: f64 = 0.05;
 /// `WATCHDOG=1` at most this often.
 const WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -85,6 +90,14 @@ pub enum Input {
         /// Failure classification.
         kind: Option<FailureKind>,
     },
+    /// A queue-counter read (`Output::ReadQueues`) finished: every queue-tree item, or
+    /// the failure's classification.
+    QueuesRead {
+        /// WAN index.
+        wan: usize,
+        /// The items (`ListQueueStats`), or why the read failed.
+        result: Result<Vec<QueueStats>, FailureKind>,
+    },
     /// SIGTERM / SIGINT.
     Shutdown,
     /// SIGHUP with a validated new configuration (same WAN count and order not required).
@@ -120,6 +133,14 @@ pub enum Output {
         wan: usize,
         /// The rates.
         rates: Rates,
+    },
+    /// Read every queue's counters (`Command::ListQueueStats`); report with
+    /// `Input::QueuesRead`. Issued only while no write is in flight; a write decided while
+    /// the read runs is issued at once and must run right after it (the router link takes
+    /// one waiting command), so a read delays a write by at most one read.
+    ReadQueues {
+        /// WAN index.
+        wan: usize,
     },
     /// Run the gateway / TCP fallback checks; report with `Input::FallbackResult`.
     StartFallback {
@@ -157,6 +178,9 @@ struct Slot {
     fallback_running: bool,
     fallback_started: Option<Instant>,
     writing: bool,
+    reading: bool,
+    stalled: bool,
+    load: LoadMeter,
     saved: Option<StateFile>,
     saved_at: Option<Instant>,
     last: Option<TickReport>,
@@ -170,9 +194,11 @@ impl Slot {
     fn new(setup: WanSetup, now: Instant, seq: u16) -> Slot {
         let m = &setup.config.monitoring;
         let ctl = WanController::new(&setup.config, now);
-        let prober =
-            Prober::new(&setup.reflectors, m.use_median_of_three, setup.config.ping_timeout, seq, now);
+        let settings = PoolSettings::from_config(m, setup.reflectors.len(), u64::from(seq));
+        let prober = Prober::new(&setup.reflectors, settings, setup.config.ping_timeout, seq, now);
+        let load = LoadMeter::new(&setup.config.monitoring.load);
         Slot {
+            load,
             setup,
             ctl,
             prober,
@@ -180,6 +206,8 @@ impl Slot {
             fallback_running: false,
             fallback_started: None,
             writing: false,
+            reading: false,
+            stalled: false,
             saved: None,
             saved_at: None,
             last: None,
@@ -210,6 +238,8 @@ pub struct DaemonStats {
 #[derive(Debug)]
 pub struct Daemon {
     wans: Vec<Slot>,
+    /// The ICMP sequence seed (`--seed`), reused on reload.
+    seq_seed: u16,
     dry_run: bool,
     outputs: VecDeque<Output>,
     consecutive_failures: u32,
@@ -245,6 +275,7 @@ impl Daemon {
             })
             .collect();
         Daemon {
+            seq_seed: seed as u16,
             wans: slots,
             dry_run,
             outputs: VecDeque::with_capacity(64),
@@ -352,6 +383,23 @@ impl Daemon {
                     self.finish(now);
                 }
             }
+            Input::QueuesRead { wan, result } => {
+                if let Some(s) = self.wans.get_mut(wan) {
+                    s.reading = false;
+                    match result {
+                        Ok(items) => {
+                            let q = &s.setup.config.queues;
+                            s.load.on_reading(now, Reading::pick(&items, &q.download, &q.upload));
+                            s.ctl.on_router_probe(now, Ok(()));
+                        }
+                        Err(kind) => {
+                            s.load.on_failed(now);
+                            s.ctl.on_router_probe(now, Err(kind));
+                        }
+                    }
+                    Self::drain_events(s, now);
+                }
+            }
             Input::Shutdown => {
                 if self.stopping.is_none() {
                     info!(target: "wanctl::daemon", "shutdown requested");
@@ -447,7 +495,26 @@ impl Daemon {
         let mut failed = false;
         let mut router_only_trouble = true;
         for (i, s) in self.wans.iter_mut().enumerate() {
-            let sample = s.prober.take_sample(now, s.fallback);
+            s.ctl.set_load(s.load.view(now));
+            // Both queues (nearly) empty per the counters: idle (probe back-off) and, if no
+            // reflector answers either, a stall rather than congestion.
+            let idle = s.ctl.load_shares().map(|(d, u)| d.share < IDLE_SHARE && u.share < IDLE_SHARE);
+            s.prober.set_traffic(now, idle);
+            let stalled = s.prober.is_stalled(now);
+            if stalled != s.stalled {
+                s.stalled = stalled;
+                let wan = &s.setup.config.wan_name;
+                if stalled {
+                    warn!(target: "wanctl::prober", "{wan}: no reflector answers and the queues carry no traffic: the path or the probe socket stalled; holding the rates");
+                } else {
+                    info!(target: "wanctl::prober", "{wan}: reflectors answer again after a stall");
+                }
+            }
+            let sample = if stalled {
+                crate::engine::wan::Sample::Stalled
+            } else {
+                s.prober.take_sample(now, s.fallback)
+            };
             let lost = matches!(sample, crate::engine::wan::Sample::Lost(_));
             let report = s.ctl.on_tick(now, sample);
             s.last = Some(report);
@@ -463,7 +530,7 @@ impl Daemon {
                 s.icmp_log.reset();
             }
             let enabled = s.setup.config.monitoring.fallback.enabled;
-            if s.prober.is_silent(now) && !s.fallback_running && s.fallback_started.is_none() {
+            if !stalled && s.prober.is_silent(now) && !s.fallback_running && s.fallback_started.is_none() {
                 if enabled {
                     s.fallback_running = true;
                     s.fallback_started = Some(now);
@@ -481,6 +548,18 @@ impl Daemon {
             Self::drain_events(s, now);
             if !s.writing {
                 Self::start_write(&mut self.outputs, s, i, self.dry_run, now);
+            }
+            // A write goes before a read; reads pause while the router is unreachable (the
+            // write retries probe it then). A dry run never talks to the router.
+            if !self.dry_run
+                && !s.writing
+                && !s.reading
+                && s.ctl.connectivity().is_reachable()
+                && s.load.is_due(now)
+            {
+                s.reading = true;
+                s.load.on_started(now);
+                self.outputs.push_back(Output::ReadQueues { wan: i });
             }
             s.prober.on_tick(now);
             while let Some(probe) = s.prober.poll_send(now) {
@@ -551,6 +630,34 @@ impl Daemon {
 
     fn drain_events(s: &mut Slot, now: Instant) {
         let wan = &s.setup.config.wan_name;
+        while let Some(e) = s.prober.poll_event() {
+            match e {
+                PoolEvent::Replaced { old, new, why } => {
+                    let why = match why {
+                        Misbehaviour::Silent => "stopped answering",
+                        Misbehaviour::Outlier => "RTT well above the others'",
+                    };
+                    match new {
+                        Some(n) => {
+                            info!(target: "wanctl::prober", "{wan}: reflector {old} {why}; replaced by {n}")
+                        }
+                        None => {
+                            warn!(target: "wanctl::prober", "{wan}: reflector {old} {why}; no standby reflector left")
+                        }
+                    }
+                }
+                PoolEvent::Restored(addr) => {
+                    info!(target: "wanctl::prober", "{wan}: reflector {addr} answers again; back in the pool")
+                }
+                PoolEvent::QuorumLost { healthy, needed } => warn!(
+                    target: "wanctl::prober",
+                    "{wan}: reflector quorum lost ({healthy} healthy, {needed} needed): holding the rates"
+                ),
+                PoolEvent::QuorumRegained => {
+                    info!(target: "wanctl::prober", "{wan}: reflector quorum regained")
+                }
+            }
+        }
         while let Some(e) = s.ctl.poll_event() {
             match e {
                 WanEvent::DownloadTransition(t) => {
@@ -586,6 +693,12 @@ impl Daemon {
                         r.outage.as_secs_f64(),
                         r.failures
                     );
+                }
+                WanEvent::LoadSignal(true) => {
+                    info!(target: "wanctl::load", "{wan}: queue counters available; load-aware control on")
+                }
+                WanEvent::LoadSignal(false) => {
+                    warn!(target: "wanctl::load", "{wan}: queue counters stale or unavailable; RTT-only control until they are back")
                 }
                 WanEvent::WriteThrottled => {
                     debug!(target: "wanctl::writer", "{wan}: write budget exhausted; increases wait for a token")
@@ -628,7 +741,19 @@ impl Daemon {
                 let conn = c.connectivity();
                 let ws = c.writer().stats();
                 let last = s.last;
+                let ls = s.load.stats();
+                let last_load = s.load.last();
                 WanSnapshot {
+                    quorum: s.prober.quorum(now),
+                    load: crate::engine::health::LoadSnapshot {
+                        status: s.load.status(now).as_str(),
+                        law: if c.is_load_aware() { "load" } else { "rtt" },
+                        download_mbps: last_load.map(|l| l.download.achieved.as_mbps()),
+                        upload_mbps: last_load.map(|l| l.upload.achieved.as_mbps()),
+                        reads: ls.reads,
+                        failures: ls.failures,
+                        resets: ls.resets,
+                    },
                     name: s.setup.config.wan_name.clone(),
                     baseline_rtt_ms: c.filter().baseline_ms(),
                     load_rtt_ms: c.filter().load_ms(),
@@ -653,7 +778,12 @@ impl Daemon {
                     reflectors: s
                         .prober
                         .stats()
-                        .map(|(addr, st)| ReflectorSnapshot {
+                        .zip(s.prober.scores())
+                        .map(|((addr, st), (_, score))| ReflectorSnapshot {
+                            state: score.state.as_str(),
+                            baseline_ms: score.base_ms,
+                            offset_ms: score.offset_ms,
+                            jitter_ms: score.jitter_ms,
                             host: addr.to_string(),
                             srtt_ms: st.srtt_ms,
                             last_rtt_ms: st.last_rtt_ms,
@@ -687,12 +817,18 @@ impl Daemon {
         let mut new_slots = Vec::with_capacity(setups.len());
         for (i, setup) in setups.into_iter().enumerate() {
             let old = self.wans.iter().position(|s| s.setup.config.wan_name == setup.config.wan_name);
-            let mut slot = Slot::new(setup, now, (i as u16) << 12);
+            // The same per-WAN sequence seed as at start (issue 17: reload ignored it).
+            let mut slot = Slot::new(setup, now, self.seq_seed.wrapping_add((i as u16) << 12));
             if let Some(o) = old {
                 let state = self.wans[o].ctl.to_state(String::new());
                 slot.ctl.restore(&state);
                 slot.saved = self.wans[o].saved.take();
                 slot.writing = self.wans[o].writing;
+                slot.reading = self.wans[o].reading;
+                if slot.reading {
+                    // The outstanding read's answer still comes back to this slot.
+                    slot.load.on_started(now);
+                }
             }
             new_slots.push(slot);
         }

@@ -23,11 +23,42 @@ pub struct ReflectorSnapshot {
     pub sent: u64,
     /// Replies.
     pub received: u64,
+    /// Pool state (`active`, `warming`, `standby`, `benched`).
+    pub state: &'static str,
+    /// Its own baseline (ms).
+    pub baseline_ms: Option<f64>,
+    /// Smoothed delta above the other active reflectors' median (ms).
+    pub offset_ms: Option<f64>,
+    /// Smoothed jitter (ms).
+    pub jitter_ms: Option<f64>,
+}
+
+/// The queue-counter signal of one WAN (`engine::load`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadSnapshot {
+    /// `off`, `starting`, `ok`, `queue_missing`, `read_failed`, `stale`.
+    pub status: &'static str,
+    /// `load` (counters in use) or `rtt` (the RTT-only law).
+    pub law: &'static str,
+    /// Achieved download rate over the last counter interval (Mbit/s), if known.
+    pub download_mbps: Option<f64>,
+    /// Achieved upload rate (Mbit/s), if known.
+    pub upload_mbps: Option<f64>,
+    /// Reads started.
+    pub reads: u64,
+    /// Reads that failed or lacked a queue.
+    pub failures: u64,
+    /// Counter resets seen.
+    pub resets: u64,
 }
 
 /// One WAN.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WanSnapshot {
+    /// Queue counters and the control law in use (new).
+    pub load: LoadSnapshot,
+    /// Healthy active reflectors and the quorum (new).
+    pub quorum: (usize, usize),
     /// `wan_name`.
     pub name: String,
     /// Baseline (ms).
@@ -97,25 +128,17 @@ impl Snapshot {
         self.wans.iter().all(|w| w.is_reachable)
     }
 
-    /// v1.8 rule: fewer than 3 failures and every router reachable.
+    /// v1.8 rule: fewer than `FAILURE_LIMIT` (3) failures and every router reachable.
     pub fn is_healthy(&self) -> bool {
-        self.consecutive_failures < 3 && self.router_reachable()
+        self.consecutive_failures < crate::engine::daemon::FAILURE_LIMIT && self.router_reachable()
     }
 }
 
-/// Python's `repr` of a float: shortest round-trip form with at least one decimal.
+/// Python's `repr` of a float (`json.dumps` writes floats this way): one implementation,
+/// `engine::history::py_float_repr`, so health, metrics and history agree (`1e-05`, not
+/// `0.00001`).
 pub fn py_float(v: f64) -> String {
-    if !v.is_finite() {
-        return if v.is_nan() {
-            "NaN".into()
-        } else if v > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
-    }
-    let s = format!("{v}");
-    if s.contains('.') || s.contains('e') { s } else { format!("{s}.0") }
+    crate::engine::history::py_float_repr(v)
 }
 
 /// Python's `round(v, n)` for display (half away from zero is close enough at these
@@ -311,6 +334,20 @@ pub fn render_health(s: &Snapshot) -> String {
         j.key("last_rtt_ms").opt_float(w.last_rtt_ms.map(|v| round_to(v, 2)));
         j.key("router_updates").int(i128::from(w.router_updates));
         j.key("router_write_failures").int(i128::from(w.router_write_failures));
+        j.key("reflector_quorum").open();
+        j.key("healthy").int(w.quorum.0 as i128);
+        j.key("needed").int(w.quorum.1 as i128);
+        j.key("ok").bool(w.quorum.0 >= w.quorum.1);
+        j.close();
+        j.key("load_control").open();
+        j.key("status").str(w.load.status);
+        j.key("law").str(w.load.law);
+        j.key("download_achieved_mbps").opt_float(w.load.download_mbps.map(|v| round_to(v, 2)));
+        j.key("upload_achieved_mbps").opt_float(w.load.upload_mbps.map(|v| round_to(v, 2)));
+        j.key("reads").int(i128::from(w.load.reads));
+        j.key("read_failures").int(i128::from(w.load.failures));
+        j.key("counter_resets").int(i128::from(w.load.resets));
+        j.close();
         j.key("reflectors").open_list();
         for r in &w.reflectors {
             j.elem().open();
@@ -320,6 +357,10 @@ pub fn render_health(s: &Snapshot) -> String {
             j.key("loss").float(round_to(r.loss, 4));
             j.key("sent").int(i128::from(r.sent));
             j.key("received").int(i128::from(r.received));
+            j.key("state").str(r.state);
+            j.key("baseline_ms").opt_float(r.baseline_ms.map(|v| round_to(v, 2)));
+            j.key("offset_ms").opt_float(r.offset_ms.map(|v| round_to(v, 2)));
+            j.key("jitter_ms").opt_float(r.jitter_ms.map(|v| round_to(v, 2)));
             j.close();
         }
         j.close_list();
@@ -431,6 +472,13 @@ mod tests {
             version: "0.1.0",
             consecutive_failures: 0,
             wans: vec![WanSnapshot {
+                quorum: (3, 2),
+                load: LoadSnapshot {
+                    status: "ok",
+                    law: "load",
+                    download_mbps: Some(12.5),
+                    ..Default::default()
+                },
                 name: "wan1".into(),
                 baseline_rtt_ms: 24.831,
                 load_rtt_ms: 25.409,
@@ -509,5 +557,9 @@ mod tests {
         assert_eq!(py_float(940.0), "940.0");
         assert_eq!(py_float(0.1), "0.1");
         assert_eq!(py_float(25.41), "25.41");
+        // Issue 17: health printed 0.00001 where Python (and history) print 1e-05.
+        assert_eq!(py_float(0.00001), "1e-05");
+        assert_eq!(py_float(1e16), "1e+16");
+        assert_eq!(py_float(f64::NAN), "NaN");
     }
 }

@@ -100,6 +100,8 @@ pub fn render(s: &Snapshot) -> String {
     let mut transport = Vec::new();
     let mut refl_rtt = Vec::new();
     let mut refl_loss = Vec::new();
+    let mut refl_active = Vec::new();
+    let mut quorum = Vec::new();
     for (n, w) in &wans {
         for t in ["rest", "ssh"] {
             let v = if w.transport == Some(t) { 1.0 } else { 0.0 };
@@ -110,11 +112,37 @@ pub fn render(s: &Snapshot) -> String {
                 refl_rtt.push((labels(&[("reflector", &r.host), ("wan", n)]), py_float(rtt)));
             }
             refl_loss.push((labels(&[("reflector", &r.host), ("wan", n)]), py_float(r.loss)));
+            refl_active.push((
+                labels(&[("reflector", &r.host), ("state", r.state), ("wan", n)]),
+                py_float(if r.state == "active" { 1.0 } else { 0.0 }),
+            ));
         }
     }
     g("wanctl_router_transport", "Router transport in use (1 = active)", transport);
+    let mut achieved = Vec::new();
+    let mut law = Vec::new();
+    for (n, w) in &wans {
+        for (dir, v) in [("download", w.load.download_mbps), ("upload", w.load.upload_mbps)] {
+            if let Some(v) = v {
+                achieved.push((labels(&[("direction", dir), ("wan", n)]), py_float(v)));
+            }
+        }
+        law.push((labels(&[("wan", n)]), py_float(if w.load.law == "load" { 1.0 } else { 0.0 })));
+    }
+    g("wanctl_achieved_rate_mbps", "Achieved rate per direction from the queue counters (Mbit/s)", achieved);
+    g("wanctl_load_aware", "Load-aware control in use (1) or the RTT-only law (0)", law);
     g("wanctl_reflector_rtt_ms", "Smoothed RTT per reflector in milliseconds", refl_rtt);
     g("wanctl_reflector_loss_ratio", "Recent loss ratio per reflector", refl_loss);
+    g(
+        "wanctl_reflector_active",
+        "Reflector counted in measurements (1) or not (0), with its pool state",
+        refl_active,
+    );
+    for (n, w) in &wans {
+        quorum.push((labels(&[("kind", "healthy"), ("wan", n)]), py_float(w.quorum.0 as f64)));
+        quorum.push((labels(&[("kind", "needed"), ("wan", n)]), py_float(w.quorum.1 as f64)));
+    }
+    g("wanctl_reflector_quorum", "Healthy active reflectors and the quorum a measurement needs", quorum);
     let mut c = |name, help, f: &dyn Fn(&crate::engine::health::WanSnapshot) -> u64| {
         let series = wans.iter().map(|(n, w)| (labels(&[("wan", n)]), f(w).to_string())).collect();
         counters.push(Family { name, help, kind: "counter", series });
@@ -124,6 +152,13 @@ pub fn render(s: &Snapshot) -> String {
     c("wanctl_rate_limit_events_total", "Total rate limit throttling events", &|w| w.rate_limit_events);
     c("wanctl_ping_failures_total", "Total ping measurement failures", &|w| w.ping_failures);
     c("wanctl_router_write_failures_total", "Total failed router writes", &|w| w.router_write_failures);
+    c("wanctl_counter_reads_total", "Queue-counter reads started", &|w| w.load.reads);
+    c("wanctl_counter_read_failures_total", "Queue-counter reads that failed or lacked a queue", &|w| {
+        w.load.failures
+    });
+    c("wanctl_counter_resets_total", "Queue-counter resets seen (router reboot, reset-counters)", &|w| {
+        w.load.resets
+    });
     let mut out = String::with_capacity(4096);
     for fams in [&mut gauges, &mut counters] {
         fams.sort_by_key(|f| f.name);

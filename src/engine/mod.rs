@@ -13,6 +13,7 @@ pub mod controller;
 pub mod daemon;
 pub mod health;
 pub mod history;
+pub mod load;
 pub mod metrics;
 pub mod prober;
 pub mod router;

@@ -170,8 +170,8 @@ struct Job {
     failover_reason: Option<String>,
 }
 
-/// Static settings of a link.
-#[derive(Debug, Clone)]
+/// Static settings of a link. `Debug` is written by hand: it never shows the password.
+#[derive(Clone)]
 pub struct LinkSettings {
     /// `Host` header value (`host` or `host:port`).
     pub host_header: String,
@@ -189,6 +189,21 @@ pub struct LinkSettings {
     pub ssh_args: Vec<String>,
     /// Re-probe interval of a failed primary.
     pub failback_interval: Duration,
+}
+
+impl fmt::Debug for LinkSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkSettings")
+            .field("host_header", &self.host_header)
+            .field("user", &self.user)
+            .field("password", &if self.password.is_empty() { "<empty>" } else { "<redacted>" })
+            .field("tls", &self.tls)
+            .field("primary", &self.primary)
+            .field("request_timeout", &self.request_timeout)
+            .field("ssh_args", &self.ssh_args)
+            .field("failback_interval", &self.failback_interval)
+            .finish()
+    }
 }
 
 impl LinkSettings {

@@ -144,6 +144,33 @@ mod tests {
     }
 
     #[test]
+    fn issue_18_floats_survive_save_and_load_exactly() {
+        // Values a real baseline EWMA produces; serde_json's fast float parser was off by
+        // one ulp on some, so every save/load cycle moved the baseline.
+        let mut x = 24.83_f64;
+        let mut drifted = Vec::new();
+        for i in 0..2000 {
+            x = 0.999 * x + 0.001 * (20.0 + f64::from(i % 17) / 7.0);
+            let s = StateFile {
+                ewma: Some(EwmaState { baseline_rtt: x, load_rtt: x * 1.000_000_1 }),
+                ..StateFile::decode(ORIGINAL.as_bytes()).expect("parses")
+            };
+            let back = StateFile::decode(&s.encode()).expect("parses").ewma.expect("ewma");
+            if back.baseline_rtt.to_bits() != x.to_bits()
+                || back.load_rtt.to_bits() != (x * 1.000_000_1).to_bits()
+            {
+                drifted.push(x);
+            }
+        }
+        assert!(
+            drifted.is_empty(),
+            "{} of 2000 values changed on a round trip, e.g. {:?}",
+            drifted.len(),
+            drifted.first()
+        );
+    }
+
+    #[test]
     fn garbage_is_an_error_with_a_reason() {
         assert!(StateFile::decode(b"{not json").is_err());
         assert!(StateFile::decode(br#"{"download":{"current_rate":-5}}"#).is_err());

@@ -22,6 +22,7 @@ fn dl(ceiling: f64, floors: [f64; 4], step: f64, factor: f64) -> DirectionConfig
         factor_down: factor,
         factor_down_yellow: 0.96,
         green_required: 5,
+        adaptive: true,
         floor_green: mbps(floors[0]),
         floor_yellow: mbps(floors[1]),
         floor_soft_red: mbps(floors[2]),
@@ -311,6 +312,52 @@ fn state_round_trips_through_the_controller() {
     assert!(saved.same_content(&fresh.to_state(String::new())));
 }
 
+#[test]
+fn issue_18_restored_baseline_outside_the_bounds_is_discarded() {
+    use crate::engine::state::{EwmaState, StateFile};
+    let cfg = sample_config(); // bounds 10..60 ms, initial 20 ms, ceiling 100 Mbit/s
+    let mut w = WanController::new(&cfg, Instant::ZERO);
+    let mut state = w.to_state(String::new());
+    state.ewma = Some(EwmaState { baseline_rtt: 500.0, load_rtt: 500.0 });
+    let bytes = state.encode();
+    w.restore(&StateFile::decode(&bytes).expect("valid"));
+    assert_eq!(w.filter().baseline_ms(), 20.0, "the configured initial baseline, not 500");
+    // Ten simulated minutes at 120 ms: a bloated line is cut, as after a fresh start.
+    for i in 1..=12_000 {
+        tick(&mut w, i * 50, Sample::Rtt(120.0));
+    }
+    assert!(w.download().rate() < cfg.monitoring.download.ceiling, "{:?}", w.download().rate());
+    let saved = w.to_state(String::new());
+    let b = saved.ewma.expect("ewma").baseline_rtt;
+    assert!((10.0..=60.0).contains(&b), "written back inside the bounds: {b}");
+    // A baseline inside the bounds is kept exactly.
+    let mut w = WanController::new(&cfg, Instant::ZERO);
+    state.ewma = Some(EwmaState { baseline_rtt: 42.5, load_rtt: 43.0 });
+    w.restore(&state);
+    assert_eq!((w.filter().baseline_ms(), w.filter().load_ms()), (42.5, 43.0));
+}
+
+#[test]
+fn issue_18_restored_streaks_at_u32_max_saturate_instead_of_overflowing() {
+    let mut q = cable();
+    q.restore(mbps(800.0), u32::MAX, u32::MAX, u32::MAX);
+    let t = ZoneThresholds { target_ms: 15.0, warn_ms: 45.0, hard_red_ms: 80.0 };
+    q.adjust_4state(0.0, t, false);
+    assert_eq!(q.green_streak, u32::MAX);
+    q.restore(mbps(800.0), 0, u32::MAX, 0);
+    q.adjust_4state(50.0, t, false);
+    assert_eq!(q.soft_red_streak, u32::MAX);
+    q.restore(mbps(800.0), 0, 0, u32::MAX);
+    q.adjust_4state(100.0, t, false);
+    assert_eq!(q.red_streak, u32::MAX);
+    let mut up = cable();
+    up.restore(mbps(800.0), u32::MAX, 0, u32::MAX);
+    up.adjust_3state(0.0, t);
+    up.restore(mbps(800.0), 0, 0, u32::MAX);
+    up.adjust_3state(100.0, t);
+    assert_eq!(up.red_streak, u32::MAX);
+}
+
 mod daemon {
     use core::net::{IpAddr, Ipv4Addr};
     use std::time::Duration;
@@ -372,6 +419,25 @@ mod daemon {
         assert!(out.iter().any(|o| o.1 == Output::Notify(Notify::Ready)));
         assert!(d.stats().replies >= 290);
         assert_eq!(d.consecutive_failures(), 0);
+    }
+
+    #[test]
+    fn issue_17_reload_keeps_the_icmp_sequence_seed() {
+        let seqs = |d: &mut Daemon, t: u64| -> Vec<u16> {
+            d.handle_input(Instant::from_millis(t), Input::Tick { missed: 0, late: Duration::ZERO });
+            std::iter::from_fn(|| d.poll_output())
+                .filter_map(|o| match o {
+                    Output::SendEcho { probe, .. } => Some(probe.seq),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut d = Daemon::new(vec![setup()], vec![None], false, 0x1234, Instant::ZERO);
+        let first = seqs(&mut d, 0);
+        d.handle_input(Instant::from_millis(10), Input::Reload(vec![setup()]));
+        let after = seqs(&mut d, 50);
+        assert_eq!(first.first(), Some(&0x1234));
+        assert_eq!(after.first(), Some(&0x1234), "reload restarts from the seeded sequence, not from 0");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::engine::connectivity::{Connectivity, FailureKind, Reconnected};
 use crate::engine::controller::{
     Adjustment, Hints, MAX_CUT, QueueController, Transition, Zone, ZoneThresholds,
 };
+use crate::engine::load::LoadSample;
 use crate::engine::writer::{Rates, Urgency, WriteOutcome, WritePolicy};
 use crate::time::Instant;
 use crate::units::Bps;
@@ -30,15 +31,19 @@ use crate::units::Bps;
 const MAX_PROBE_DOUBLINGS: u32 = 4;
 /// The queue-growth slope is measured over samples sent at least this far apart.
 const SLOPE_WINDOW: Duration = Duration::from_millis(50);
-/// Tokens kept back from probes near a known capacity, so a recovery (or the cuts after a
-/// failed probe) never finds the bucket empty.
-const PROBE_RESERVE: f64 = 1.0;
-/// Debt (tokens) a recovery climb far from any known capacity may run up: it is repaid by
-/// the reserve that near-capacity probes keep, and keeps the long-run write rate bounded
-/// (see `engine::writer`).
-const RECOVERY_DEBT: f64 = 5.0;
 /// Least time between a cut and the next probe near a known capacity.
-const NEAR_PROBE_PATIENCE: Duration = Duration::from_secs(8);
+const NEAR_PROBE_PATIENCE: Duration = Duration::from_secs(2);
+/// Probes near a known capacity draw on their own allowance: this many at once (right after
+/// the capacity dropped, when it is most likely to come back)...
+const PROBE_BURST: f64 = 3.0;
+/// ...refilled at this share of the write budget, counted in writes (a failed probe costs
+/// two: up and back). 0.8 keeps a steady saturated line at or under the budget on average
+/// even with the initial bucket spent (e.g. 8 writes a minute at the default 10, plus the
+/// burst), leaving the rest for cuts when the capacity falls.
+const PROBE_SHARE: f64 = 0.8;
+/// A direction whose achieved rate is below this share of its shaper rate, while loaded,
+/// is limited by the line, not by the shaper: its achieved rate is the line's capacity.
+const CAPACITY_LIMITED: f64 = 0.95;
 /// Probe size near a known capacity, as a fraction of it.
 const NEAR_PROBE: f64 = 0.1;
 /// GREEN this long after an increase confirms it.
@@ -79,6 +84,10 @@ pub enum Sample {
     Waiting,
     /// Every outstanding probe timed out; `Fallback` is the latest connectivity check result.
     Lost(Fallback),
+    /// No reflector answers while the queue counters show no traffic: the path or the
+    /// probe socket stalled; nothing is known about queues, so everything holds (counts as
+    /// success, no fallback checks).
+    Stalled,
 }
 
 /// Result of the ICMP-failure fallback checks (gateway ping, TCP handshakes).
@@ -120,6 +129,23 @@ pub struct TickReport {
     pub upload: Adjustment,
 }
 
+/// The load-aware law's settings (`continuous_monitoring.load_control`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LoadLaw {
+    enabled: bool,
+    loaded_ratio: f64,
+    saturated_ratio: f64,
+}
+
+/// One direction's load as the law sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DirectionShare {
+    /// Achieved rate over the last counter interval.
+    pub achieved: Bps,
+    /// Achieved rate / the shaper rate in force during the interval.
+    pub share: f64,
+}
+
 /// Log-worthy events, drained with [`WanController::poll_event`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum WanEvent {
@@ -157,6 +183,9 @@ pub enum WanEvent {
     RouterReconnected(Reconnected),
     /// An increase was held back by the write budget (first of an episode only).
     WriteThrottled,
+    /// The queue counters became usable (`true`) or stale (`false`, the RTT-only law
+    /// runs until they are back).
+    LoadSignal(bool),
 }
 
 /// One WAN's controller.
@@ -178,8 +207,8 @@ pub struct WanController {
     pending_write: Option<Rates>,
     throttled: bool,
     recent: [(Instant, f64); HISTORY],
-    /// Download rates the router confirmed, newest last, with when they took effect.
-    applied_log: [(Instant, Bps); HISTORY],
+    /// Rates the router confirmed, newest last, with when they took effect.
+    applied_log: [(Instant, Rates); HISTORY],
     applied_log_len: usize,
     last_cut_at: Option<Instant>,
     capacity_hint: Option<(Bps, Instant)>,
@@ -191,6 +220,13 @@ pub struct WanController {
     recent_head: usize,
     events: VecDeque<WanEvent>,
     last_report: TickReport,
+    law: LoadLaw,
+    /// The latest fresh queue-counter sample (`None`: the RTT-only law runs).
+    load: Option<LoadSample>,
+    load_was_available: bool,
+    /// Allowance for probes near a known capacity (see `PROBE_BURST`), and when it was
+    /// last brought up to date.
+    probe_credit: (f64, Instant),
 }
 
 impl WanController {
@@ -220,7 +256,7 @@ impl WanController {
             fallback_mode: m.fallback.mode,
             max_fallback_cycles: m.fallback.max_fallback_cycles,
             ping_timeout: cfg.ping_timeout.max(Duration::from_millis(50)),
-            writer: WritePolicy::new(now),
+            writer: WritePolicy::with_budget(now, m.write_budget_per_min),
             connectivity: Connectivity::new(),
             last_sample_at: None,
             icmp_lost_since: None,
@@ -228,7 +264,8 @@ impl WanController {
             pending_write: None,
             throttled: false,
             recent: [(Instant::ZERO, 0.0); HISTORY],
-            applied_log: [(Instant::ZERO, m.download.ceiling); HISTORY],
+            applied_log: [(Instant::ZERO, Rates { download: m.download.ceiling, upload: m.upload.ceiling });
+                HISTORY],
             applied_log_len: 0,
             last_cut_at: None,
             capacity_hint: None,
@@ -237,7 +274,48 @@ impl WanController {
             recent_head: 0,
             events: VecDeque::with_capacity(16),
             last_report,
+            law: LoadLaw {
+                enabled: m.load.enabled,
+                loaded_ratio: m.load.loaded_ratio,
+                saturated_ratio: m.load.saturated_ratio,
+            },
+            load: None,
+            load_was_available: false,
+            probe_credit: (PROBE_BURST, now),
         }
+    }
+
+    /// The latest queue counters, if fresh (`engine::load`); call before every
+    /// [`WanController::on_tick`]. `None` runs the RTT-only law.
+    pub fn set_load(&mut self, load: Option<LoadSample>) {
+        let load = load.filter(|_| self.law.enabled);
+        let available = load.is_some();
+        if available != self.load_was_available && self.law.enabled {
+            self.events.push_back(WanEvent::LoadSignal(available));
+        }
+        self.load_was_available = available;
+        self.load = load;
+    }
+
+    /// True while the load-aware law runs (counters fresh).
+    pub fn is_load_aware(&self) -> bool {
+        self.load.is_some()
+    }
+
+    /// Each direction's achieved rate and its share of the shaper rate in force during the
+    /// last counter interval (the larger of the rates at its start and end), if fresh.
+    pub fn load_shares(&self) -> Option<(DirectionShare, DirectionShare)> {
+        let l = self.load?;
+        let start = self.applied_at(l.at.saturating_sub(l.span))?;
+        let end = self.applied_at(l.at)?;
+        let share = |achieved: Bps, a: Bps, b: Bps| DirectionShare {
+            achieved,
+            share: achieved.0 as f64 / a.max(b).0.max(1) as f64,
+        };
+        Some((
+            share(l.download.achieved, start.download, end.download),
+            share(l.upload.achieved, start.upload, end.upload),
+        ))
     }
 
     /// The RTT filters.
@@ -308,6 +386,7 @@ impl WanController {
                 }
             }
             Sample::Waiting => None,
+            Sample::Stalled => return self.finish(Outcome::Frozen),
             Sample::Lost(fallback) => {
                 let since = *self.icmp_lost_since.get_or_insert_with(|| {
                     self.events.push_back(WanEvent::IcmpLost);
@@ -348,15 +427,41 @@ impl WanController {
         });
         let growth = self.record_and_slope(sent_at, measured);
         let draining = -accel >= (delta.max(0.0) * dt.as_secs_f64() / DRAIN_HORIZON).max(MIN_DRAIN_MS);
-        let rate_then = self.applied_download_at(sent_at);
-        let capacity = growth.zip(rate_then).map(|(g, r)| Bps((r.0 as f64 / (1.0 + g)) as u64));
+        // Which direction's queue is growing? RTT cannot tell; the counters can exonerate
+        // one: a direction carrying less than `loaded_ratio` of its shaper rate is not cut
+        // for the other's congestion. With neither loaded, the download is the suspect (a
+        // line limited below the shaper delivers little, yet its queue is the one growing).
+        let shares = self.load_shares();
+        let (dl_suspect, ul_suspect) = match shares {
+            Some((d, u)) => {
+                let ul = u.share >= self.law.loaded_ratio;
+                (d.share >= self.law.loaded_ratio || !ul, ul)
+            }
+            None => (true, true),
+        };
+        let rates_then = self.applied_at(sent_at);
+        let rate_then = if dl_suspect || !ul_suspect {
+            rates_then.map(|r| r.download)
+        } else {
+            rates_then.map(|r| r.upload)
+        };
+        let mut capacity = growth.zip(rate_then).map(|(g, r)| Bps((r.0 as f64 / (1.0 + g)) as u64));
+        // A loaded download delivering clearly less than its shaper rate is limited by the
+        // line: what it delivers is the line's capacity (cake-autorate's achieved-rate cut).
+        if let (Some((d, _)), true) = (shares, dl_suspect)
+            && delta > self.thresholds.target_ms
+            && d.share >= self.law.loaded_ratio
+            && d.share < CAPACITY_LIMITED
+        {
+            capacity = Some(capacity.map_or(d.achieved, |c| c.min(d.achieved)));
+        }
         if let Some(c) = capacity {
             self.capacity_hint = Some((c, now));
         }
         // Cut below the estimated capacity by enough to drain the backlog in DRAIN_TIME. The
         // backlog now is what the sample saw plus what has grown since it was sent.
-        let backlog_s = growth.map_or(0.0, |g| {
-            let seen = (measured - self.filter.baseline_ms()).max(0.0) / 1000.0;
+        let seen = (measured - self.filter.baseline_ms()).max(0.0) / 1000.0;
+        let backlog_s = growth.map_or(if capacity.is_some() { seen } else { 0.0 }, |g| {
             seen + g * now.saturating_since(sent_at).as_secs_f64()
         });
         let cut_to = capacity.map(|c| c.scale((1.0 - backlog_s / DRAIN_TIME).max(MAX_CUT)));
@@ -373,10 +478,21 @@ impl WanController {
         // (Until two samples sent after it, a window apart, give a fresh growth estimate.)
         let awaiting_effect = self.last_cut_at.is_some_and(|t| sent_at < t + SLOPE_WINDOW);
         let hold = draining || awaiting_effect;
-        let dl_hints = Hints { spike, draining: hold, cut_to };
-        // A growth estimate attributes the bloat to the download queue (its rate explains
-        // it); the upload then holds instead of being cut for the download's queue.
-        let ul_hints = Hints { spike: false, draining: hold || cut_to.is_some(), cut_to: None };
+        let (dl_hints, ul_hints) = if shares.is_some() && ul_suspect && !dl_suspect {
+            // Only the upload carries load: the estimate is the upload's, the download holds.
+            (
+                Hints { spike: false, draining: true, cut_to: None },
+                Hints { spike: false, draining: hold, cut_to },
+            )
+        } else {
+            // A growth estimate attributes the bloat to the download queue (its rate explains
+            // it); the upload then holds instead of being cut for the download's queue, and
+            // so it does when the counters show it idle.
+            (
+                Hints { spike, draining: hold || !dl_suspect, cut_to },
+                Hints { spike: false, draining: hold || cut_to.is_some() || !ul_suspect, cut_to: None },
+            )
+        };
         let dl = self.download.adjust_4state_with(delta, self.thresholds, dl_hints);
         let ul = self.upload.adjust_3state_with(delta, self.thresholds, ul_hints);
         if let Some(t) = dl.transition {
@@ -404,14 +520,14 @@ impl WanController {
         self.last_report
     }
 
-    /// The download rate the router had at `t`, if known.
-    fn applied_download_at(&self, t: Instant) -> Option<Bps> {
+    /// The rates the router had at `t`, if known.
+    fn applied_at(&self, t: Instant) -> Option<Rates> {
         let log = &self.applied_log[..self.applied_log_len];
         let before = log.iter().rev().find(|(at, _)| *at <= t).or(log.first());
-        before.map(|&(_, r)| r).or(self.writer.applied().map(|r| r.download))
+        before.map(|&(_, r)| r).or(self.writer.applied())
     }
 
-    fn log_applied(&mut self, now: Instant, rate: Bps) {
+    fn log_applied(&mut self, now: Instant, rate: Rates) {
         if self.applied_log_len == HISTORY {
             self.applied_log.copy_within(1.., 0);
             self.applied_log_len -= 1;
@@ -469,6 +585,15 @@ impl WanController {
         }
     }
 
+    /// Brings the near-capacity probe allowance up to `now` and returns it.
+    fn refresh_probe_credit(&mut self, now: Instant) -> f64 {
+        let (credit, at) = self.probe_credit;
+        let per_s = self.writer.budget_per_min() * PROBE_SHARE / 2.0 / 60.0;
+        let credit = (credit + now.saturating_since(at).as_secs_f64() * per_s).min(PROBE_BURST);
+        self.probe_credit = (credit, now);
+        credit
+    }
+
     fn urgency(&self) -> Urgency {
         let worst = self.last_report.download.zone.max(self.last_report.upload.zone);
         match worst {
@@ -487,6 +612,7 @@ impl WanController {
         self.writer.refresh(now);
         let mut desired = self.desired();
         let mut floor = 1.0;
+        let mut near_hint_probe = false;
         if let Some(reference) = self.writer.in_flight().or(self.writer.applied())
             && !desired.cuts_from(reference)
             && desired != reference
@@ -498,25 +624,60 @@ impl WanController {
                 self.upload.cap_rate(reference.upload);
                 return;
             }
+            // The load-aware law raises only a saturated direction, and only while both are
+            // GREEN (the original's state floors, which raise the rate in YELLOW, do not
+            // apply): an idle direction is never raised blind.
+            if let Some((d, u)) = self.load_shares() {
+                let green = self.last_report.download.zone == Zone::Green
+                    && self.last_report.upload.zone == Zone::Green;
+                if !(green && d.share >= self.law.saturated_ratio) {
+                    self.download.cap_rate(reference.download);
+                }
+                if !(green && u.share >= self.law.saturated_ratio) {
+                    self.upload.cap_rate(reference.upload);
+                }
+                if self.desired() == reference {
+                    return;
+                }
+            }
             // Probing: a quantum of `green_required` steps above the router's rate, doubling
             // with each successful probe; but near a recent capacity estimate, one quantum
             // only, and below it, straight up to just under it.
             let hint = self.capacity_hint.filter(|&(_, at)| now.saturating_since(at) <= HINT_LIFETIME);
-            let near_hint = hint.is_some_and(|(c, _)| {
-                reference.download >= c.scale(0.95) && reference.download <= c.scale(1.1)
-            });
-            // Near a known capacity, probe when the budget has room to spare, or once the
-            // estimate has stood for a while (the capacity may have grown since).
-            // Near a known capacity, probe when the budget has a token to spare beyond the
-            // probe itself, and not sooner than NEAR_PROBE_PATIENCE after the last cut: at
-            // most about one probe (up, and back if it fails) per interval.
+            // "Near" includes just under 95 % of the estimate by less than a probe quantum:
+            // climbing that sliver would cost a write for nothing measurable.
+            let dl_step = self
+                .download
+                .limits()
+                .step_up
+                .0
+                .saturating_mul(u64::from(self.download.limits().green_required.max(1)));
+            let mut near_hint = self.desired().download > reference.download
+                && hint.is_some_and(|(c, _)| {
+                    reference.download.0.saturating_add(dl_step) >= c.scale(0.95).0
+                        && reference.download <= c.scale(1.1)
+                });
+            // Near a known capacity, probe not sooner than NEAR_PROBE_PATIENCE after the last
+            // cut and only with the probe allowance: about one
+            // probe (up, and back if it fails) per patience, which stretches from
+            // NEAR_PROBE_MIN_PATIENCE with a full bucket to 2.5 token intervals at the
+            // reserve, so steady probing stays under the budget. Until then the download
+            // stays at the router's rate.
             let since_cut = self.last_cut_at.map_or(Duration::MAX, |t| now.saturating_since(t));
-            if near_hint && (self.writer.tokens() < 1.0 + PROBE_RESERVE || since_cut < NEAR_PROBE_PATIENCE) {
-                return;
+            let credit = self.refresh_probe_credit(now);
+            if near_hint && (since_cut < NEAR_PROBE_PATIENCE || credit < 1.0) {
+                self.download.cap_rate(reference.download);
+                near_hint = false;
+                if self.desired() == reference {
+                    return;
+                }
             }
-            if !near_hint {
-                floor = -RECOVERY_DEBT;
-            }
+            // Every increase may borrow to the debt cap, so none is held longer than one
+            // token interval (engine::writer, bound 1); probes near a known capacity are
+            // paced by their own allowance instead, which keeps a steady line under the
+            // budget.
+            floor = self.writer.recovery_floor();
+            near_hint_probe = near_hint;
             let k = if near_hint { 1 } else { 1u64 << self.probe_doublings.min(MAX_PROBE_DOUBLINGS) };
             let quantum = |q: &QueueController| {
                 let l = q.limits();
@@ -557,21 +718,31 @@ impl WanController {
             desired = self.desired();
         }
         let was_increase = self.writer.is_holding_increase(desired);
+        let near_probe = near_hint_probe;
         match self.writer.decide_with_floor(now, desired, self.urgency(), floor) {
             Some(rates) => {
                 if was_increase {
                     self.probe_doublings = self.probe_doublings.saturating_add(1);
+                    if near_probe {
+                        self.probe_credit.0 -= 1.0;
+                    }
                 }
                 self.throttled = false;
                 self.pending_write = Some(rates);
             }
-            None if was_increase
-                && !self.throttled
-                && self.writer.in_flight().is_none()
-                && self.writer.tokens() < 1.0 =>
-            {
-                self.throttled = true;
-                self.events.push_back(WanEvent::WriteThrottled);
+            None if was_increase => {
+                if !self.throttled && self.writer.in_flight().is_none() && self.writer.tokens() < 1.0 {
+                    self.throttled = true;
+                    self.events.push_back(WanEvent::WriteThrottled);
+                }
+                // An increase the writer holds back is not believed in: the controller stays
+                // at the router's rate (health, state and history show what the router has)
+                // and climbs its quantum again when asked next. The hold itself is bounded
+                // (engine::writer, bound 1).
+                if let Some(reference) = self.writer.in_flight().or(self.writer.applied()) {
+                    self.download.cap_rate(reference.download);
+                    self.upload.cap_rate(reference.upload);
+                }
             }
             None => {}
         }
@@ -589,14 +760,14 @@ impl WanController {
         let previous = self.writer.applied();
         self.writer.on_result(now, outcome);
         if let (WriteOutcome::Applied, Some(r)) = (outcome, written) {
-            let before = self.applied_download_at(now);
-            if before.is_some_and(|b| r.download < b) {
+            let before = self.applied_at(now);
+            if before.is_some_and(|b| r.cuts_from(b)) {
                 self.last_cut_at = Some(now);
                 self.unconfirmed = None;
             } else if let Some(p) = previous.filter(|p| *p != r && !r.cuts_from(*p)) {
                 self.unconfirmed = Some((p, now));
             }
-            self.log_applied(now, r.download);
+            self.log_applied(now, r);
         }
         match outcome {
             WriteOutcome::Applied | WriteOutcome::Rejected => {
@@ -682,8 +853,14 @@ impl WanController {
         if let Some(u) = s.upload {
             self.upload.restore(Bps(u.current_rate), u.green_streak, u.soft_red_streak, u.red_streak);
         }
-        if let Some(e) = s.ewma {
-            self.filter.restore(e.baseline_rtt, e.load_rtt);
+        if let Some(e) = s.ewma
+            && let Some(bad) = self.filter.restore(e.baseline_rtt, e.load_rtt)
+        {
+            log::warn!(
+                target: "wanctl::state",
+                "restored baseline RTT {bad} ms is outside baseline_rtt_bounds; starting from {} ms",
+                self.filter.baseline_ms()
+            );
         }
         if let (Some(dl), Some(ul)) = (s.last_applied.dl_rate, s.last_applied.ul_rate) {
             self.writer.assume_applied(Rates { download: Bps(dl), upload: Bps(ul) });

@@ -6,26 +6,41 @@
 //! window slid on: after a capacity drop its ten writes were spent in half a second and the
 //! link stayed throttled (or congested) for the rest of the minute.
 //!
-//! This policy keeps the long-run write rate at or below the original's ceiling while never
-//! holding back a cut during congestion:
+//! This policy keeps the long-run write rate at a budget (`continuous_monitoring.
+//! write_budget_per_minute`, default the original's 10) while never holding back a cut
+//! during congestion and never stranding the link below its capacity:
 //!
-//! * **Token bucket.** `BUCKET` tokens, refilled at `REFILL_PER_MIN` per minute (the
-//!   original's 10 / 60 s). Every write that may have reached the router costs one token.
-//! * **Cuts are never held.** A write that lowers either direction goes out at once even
-//!   with an empty bucket; the balance goes negative (debt). During YELLOW (not yet
-//!   congested, the early-warning band whose 4 % per-cycle decay would otherwise mean 20
-//!   writes a second) successive cuts are coalesced to one per `YELLOW_CUT_GAP`; in
-//!   SOFT_RED and RED, and for the first cut of an episode, there is no gap.
-//! * **Increases wait for a token** and for `INCREASE_GAP` after the previous write, so
-//!   debt is repaid by holding increases only. While an increase waits the controller is
-//!   capped a probe quantum above the router's rate (see `engine::wan`), so the rate that
-//!   is finally written is a measured step, not a jump.
+//! * **Token bucket.** `budget` tokens (one minute's worth), refilled at `budget` per
+//!   minute. Every write that may have reached the router costs one token.
+//! * **Cuts are never held** in congestion (SOFT_RED, RED, or the first cut of an
+//!   episode): they go out at once even with an empty bucket, and the balance goes
+//!   negative (debt). During YELLOW (the early-warning band whose 4 % per-cycle decay would
+//!   otherwise mean 20 writes a second) successive cuts are coalesced to one per
+//!   `YELLOW_CUT_GAP`, and to one per token interval (60 s / budget) while the debt is
+//!   at its cap.
+//! * **The debt is capped** at half a bucket (`-budget / 2` tokens). A congested cut at the cap
+//!   is written without deepening the debt. This is what makes stranding impossible: the
+//!   original's limiter (and this policy before the cap) could be many tokens in debt
+//!   after a long congestion episode and then hold every increase for a minute or more.
+//! * **Increases wait for their floor and `INCREASE_GAP`.** The caller gives the balance an
+//!   increase needs: `1` for a probe near a known capacity (the controller also paces
+//!   those, see `engine::wan`), and `recovery_floor()` (the cap plus one token) for a
+//!   climb back towards a capacity that is not known to be there. Debt is repaid by holding
+//!   near-capacity probes only.
 //!
-//! Long-run bound: over any span `T`, writes ≤ `BUCKET + REFILL·T + L`, where `L` bounds a
-//! run of consecutive cuts with no increase between them. Each such cut lowers the
-//! router's rate by at least `1 - factor_down_yellow` (or hits the floor, after which there
-//! is no change left to write), so `L ≤ ln(ceiling/floor) / ln(1/factor)`, a constant of the
-//! config (about 60 for a 10:1 range at 0.96). The average therefore tends to `REFILL`.
+//! **Bounds.** Let `b` be the budget per minute and `T` any span.
+//! 1. *No stranding:* an increase asked for with the recovery floor is written at most
+//!    `max(INCREASE_GAP, 60 s / b)` after it is asked for (6 s at the default 10/min; the
+//!    balance never sits below `-b/2`, and one token refills in `60 / b` s), plus the retry
+//!    back-off while the router does not answer.
+//! 2. *Flash wear:* increases over `T` are at most `1.5b + b·T/60` (bucket plus cap plus
+//!    refill). Cuts at the cap are free, but each needs congestion measured on samples
+//!    sent after the previous cut took effect (`engine::wan`), and a congested cut lowers
+//!    the rate by at least `1 - factor_down` (or reaches the floor, after which there is
+//!    nothing to write), so a run of cuts with no increase between is at most
+//!    `L = ln(ceiling/floor) / ln(1/factor_down)` long (about 14 for a 10:1 range at 0.85),
+//!    and the number of runs is at most the number of increases plus one. The simulator
+//!    checks the long-run average on every scenario (`src/sim/scenarios.rs`).
 //!
 //! Failed writes: a write that provably never reached the router (connect refused, name
 //! lookup, connect timeout) gets its token back; one that may have been applied (timeout
@@ -39,10 +54,8 @@ use std::time::Duration;
 use crate::time::Instant;
 use crate::units::Bps;
 
-/// Burst allowance (tokens).
-pub const BUCKET: f64 = 10.0;
-/// Long-run writes per minute (the original's limiter ceiling).
-pub const REFILL_PER_MIN: f64 = 10.0;
+/// Burst allowance (tokens) at the default budget: one minute's worth.
+pub const BUCKET: f64 = crate::config::DEFAULT_WRITE_BUDGET_PER_MIN;
 /// Minimum spacing of coalesced YELLOW cuts.
 pub const YELLOW_CUT_GAP: Duration = Duration::from_millis(200);
 /// Minimum spacing between any write and a following increase.
@@ -118,16 +131,26 @@ pub struct WritePolicy {
     retry_at: Option<Instant>,
     backoff: Duration,
     stats: WriteStats,
+    /// Budget: tokens per minute, also the bucket size and the debt cap.
+    per_min: f64,
 }
 
 impl WritePolicy {
-    /// A full bucket and an unknown router state (the first decision is always written).
+    /// A full bucket at the default budget and an unknown router state (the first
+    /// decision is always written).
     pub fn new(now: Instant) -> WritePolicy {
+        WritePolicy::with_budget(now, crate::config::DEFAULT_WRITE_BUDGET_PER_MIN)
+    }
+
+    /// [`WritePolicy::new`] with a budget of `per_min` writes a minute (≥ 1).
+    pub fn with_budget(now: Instant, per_min: f64) -> WritePolicy {
+        let per_min = per_min.max(1.0);
         WritePolicy {
+            per_min,
             applied: None,
             rejected: None,
             in_flight: None,
-            tokens: BUCKET,
+            tokens: per_min,
             refilled_at: now,
             last_write_at: None,
             last_urgency: Urgency::Calm,
@@ -163,6 +186,29 @@ impl WritePolicy {
         self.stats
     }
 
+    /// The budget (writes per minute); also the bucket size and the debt cap.
+    pub fn budget_per_min(&self) -> f64 {
+        self.per_min
+    }
+
+    /// The balance a recovery increase needs: one token above the debt cap, so such an
+    /// increase waits at most one token interval (bound 1 of the module doc).
+    pub fn recovery_floor(&self) -> f64 {
+        1.0 - self.max_debt()
+    }
+
+    /// The deepest the balance goes: half a bucket. The cap, not its depth, is what bounds
+    /// the hold of an increase; a shallow cap keeps a start-up or congestion transient
+    /// from spending more than one and a half minutes' budget.
+    pub fn max_debt(&self) -> f64 {
+        self.per_min / 2.0
+    }
+
+    /// Seconds for one token to refill.
+    pub fn token_interval(&self) -> Duration {
+        Duration::from_secs_f64(60.0 / self.per_min)
+    }
+
     /// Brings the token balance up to `now` (callers that read [`WritePolicy::tokens`] to
     /// decide something must refresh first).
     pub fn refresh(&mut self, now: Instant) {
@@ -171,7 +217,7 @@ impl WritePolicy {
 
     fn refill(&mut self, now: Instant) {
         let dt = now.saturating_since(self.refilled_at).as_secs_f64();
-        self.tokens = (self.tokens + dt * REFILL_PER_MIN / 60.0).min(BUCKET);
+        self.tokens = (self.tokens + dt * self.per_min / 60.0).min(self.per_min);
         self.refilled_at = now;
     }
 
@@ -209,6 +255,10 @@ impl WritePolicy {
                 Urgency::Congested => true,
                 // The first cut of an episode goes at once; later YELLOW decays coalesce.
                 _ if previous_urgency < urgency => true,
+                // At the debt cap a YELLOW cut waits for a token's worth of time.
+                _ if self.tokens < 1.0 - self.max_debt() => {
+                    since_write.is_none_or(|s| s >= self.token_interval().max(YELLOW_CUT_GAP))
+                }
                 _ => since_write.is_none_or(|s| s >= YELLOW_CUT_GAP),
             },
             Some(_) => self.tokens >= floor && since_write.is_none_or(|s| s >= INCREASE_GAP),
@@ -219,7 +269,8 @@ impl WritePolicy {
             }
             return None;
         }
-        self.tokens -= 1.0;
+        // The debt never deepens past the cap (a congested cut there is free).
+        self.tokens = (self.tokens - 1.0).max(-self.max_debt()).min(self.tokens);
         self.stats.attempts += 1;
         self.last_write_at = Some(now);
         self.in_flight = Some((desired, true));
@@ -251,7 +302,7 @@ impl WritePolicy {
             }
             WriteOutcome::NotSent | WriteOutcome::Uncertain => {
                 if outcome == WriteOutcome::NotSent {
-                    self.tokens = (self.tokens + 1.0).min(BUCKET);
+                    self.tokens = (self.tokens + 1.0).min(self.per_min);
                 } else {
                     self.applied = None;
                 }
@@ -343,8 +394,73 @@ mod tests {
                 w.on_result(now, WriteOutcome::Applied);
             }
         }
-        // A cut needs a preceding increase, so cuts ≤ increases + 1 ≤ tokens + 1.
+        // A cut needs a preceding increase, so cuts ≤ increases + 1; increases need a token.
         assert!(writes <= 2 * (600 + BUCKET as u32) + 2, "writes {writes}");
+    }
+
+    #[test]
+    fn issue_11_debt_is_capped_so_a_recovery_increase_waits_at_most_one_token_interval() {
+        let mut w = WritePolicy::new(ms(0));
+        w.decide(ms(0), r(1000, 100), Urgency::Calm);
+        w.on_result(ms(1), WriteOutcome::Applied);
+        // A long congestion episode: 60 congested cuts (the original's stranding case left
+        // the bucket 14 tokens in debt after ~24).
+        let mut rate = 1000;
+        for i in 1..=60u64 {
+            rate -= 10;
+            assert!(w.decide(ms(i * 100), r(rate, 100), Urgency::Congested).is_some(), "cut {i}");
+            w.on_result(ms(i * 100), WriteOutcome::Applied);
+        }
+        assert_eq!(w.tokens(), -BUCKET / 2.0, "debt capped at half a bucket");
+        // The capacity is back: a recovery increase goes out within one token interval.
+        let asked = ms(6_000);
+        let floor = w.recovery_floor();
+        let mut t = asked;
+        loop {
+            if w.decide_with_floor(t, r(rate * 2, 100), Urgency::Calm, floor).is_some() {
+                break;
+            }
+            assert!(
+                t.saturating_since(asked) <= w.token_interval() + Duration::from_millis(50),
+                "held past one token interval"
+            );
+            t += Duration::from_millis(50);
+        }
+        w.on_result(t, WriteOutcome::Applied);
+        // ...and the next one too (the bound holds for every step of the climb).
+        let asked = t;
+        loop {
+            t += Duration::from_millis(50);
+            if w.decide_with_floor(t, r(rate * 4, 100), Urgency::Calm, floor).is_some() {
+                break;
+            }
+            assert!(t.saturating_since(asked) <= w.token_interval() + Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn yellow_cuts_at_the_debt_cap_wait_a_token_interval() {
+        let mut w = WritePolicy::with_budget(ms(0), 10.0);
+        w.decide(ms(0), r(1000, 100), Urgency::Calm);
+        w.on_result(ms(1), WriteOutcome::Applied);
+        for i in 1..=30u64 {
+            w.decide(ms(i * 100), r(1000 - i * 10, 100), Urgency::Congested);
+            w.on_result(ms(i * 100), WriteOutcome::Applied);
+        }
+        assert!(w.decide(ms(3500), r(600, 100), Urgency::Warning).is_none(), "coalesced at the cap");
+        assert!(w.decide(ms(3100 + 6000), r(600, 100), Urgency::Warning).is_some());
+    }
+
+    #[test]
+    fn budget_sets_bucket_refill_and_cap() {
+        let mut w = WritePolicy::with_budget(ms(0), 30.0);
+        assert_eq!(w.tokens(), 30.0);
+        assert_eq!(w.recovery_floor(), -14.0);
+        assert_eq!(w.token_interval(), Duration::from_secs(2));
+        w.decide(ms(0), r(1, 1), Urgency::Calm);
+        w.on_result(ms(0), WriteOutcome::Applied);
+        w.refresh(ms(1000));
+        assert!((w.tokens() - 29.5).abs() < 1e-9);
     }
 
     #[test]

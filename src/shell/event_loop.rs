@@ -17,6 +17,7 @@ use std::time::Duration;
 use log::{debug, error, info, warn};
 
 use crate::config::{self, AutorateConfig};
+use crate::engine::connectivity::FailureKind;
 use crate::engine::controller::Zone;
 use crate::engine::daemon::{Daemon, Input, Notify, Output, WanSetup};
 use crate::engine::health::{self, HttpRequest};
@@ -29,9 +30,11 @@ use crate::engine::wan::{Outcome, fallback_verdict};
 use crate::engine::writer::WriteOutcome;
 use crate::rng::Rng;
 use crate::shell::files::{self, LoadedState, LockFile};
-use crate::shell::http_server::HttpServer;
+use crate::shell::history_query::{self, HistoryJob, Step};
+use crate::shell::http_server::{ConnId, HttpServer, Reply};
 use crate::shell::router_io::{RouterIo, TOKENS_PER_ROUTER};
 use crate::shell::store::Store;
+use crate::shell::ticks::TickPacer;
 use crate::sys::clock;
 use crate::sys::notify::Notifier;
 use crate::sys::poll::{Events, Interest, PollSet, Token};
@@ -40,7 +43,7 @@ use crate::sys::socket::{BindOptions, ConnectState, IcmpSocket, take_socket_erro
 use crate::sys::timerfd::Timer;
 use crate::time::Instant;
 use crate::wire::icmp::{self, Family, Framing};
-use crate::wire::routeros::{Command as RouterCommand, Direction, QueueLimit};
+use crate::wire::routeros::{Command as RouterCommand, Direction, QueueLimit, Reply as RouterReply};
 
 /// The control cadence.
 pub const TICK: Duration = Duration::from_millis(50);
@@ -138,6 +141,9 @@ struct WanIo {
     binding: BindOptions,
     fallback: Option<FallbackRun>,
     gateway_seq: u16,
+    /// Ping host names resolved at startup: a reload reuses them instead of asking DNS on
+    /// the loop.
+    resolved: Vec<(String, IpAddr)>,
 }
 
 /// Opens everything for one WAN: resolves reflectors and fallback targets, opens the ICMP
@@ -145,10 +151,12 @@ struct WanIo {
 fn setup_wan(cfg: &AutorateConfig, index: usize) -> Result<(WanSetup, WanIo), StartupError> {
     let m = &cfg.monitoring;
     let mut reflectors = Vec::new();
-    for host in &m.ping_hosts {
+    let mut resolved = Vec::new();
+    for host in m.pool_hosts() {
         let ip = resolve(host)
             .map_err(|e| startup(1, format!("{}: resolve ping host {host}: {e}", cfg.wan_name)))?;
         reflectors.push(ip);
+        resolved.push((host.clone(), ip));
     }
     let fb = &m.fallback;
     let gateway = if fb.enabled && fb.check_gateway {
@@ -207,6 +215,7 @@ fn setup_wan(cfg: &AutorateConfig, index: usize) -> Result<(WanSetup, WanIo), St
         binding,
         fallback: None,
         gateway_seq: 0xF000,
+        resolved,
     };
     Ok((WanSetup { config: cfg.clone(), reflectors }, io))
 }
@@ -239,13 +248,14 @@ pub struct OnceResult {
     pub json: String,
 }
 
-fn once_result(daemon: &Daemon, measured_only: bool) -> OnceResult {
+fn once_result(daemon: &Daemon, measured_only: bool, now: Instant) -> OnceResult {
     let mut worst = 0u8;
     let mut parts = Vec::new();
     let mut perf = Vec::new();
     let mut wans = Vec::new();
     for i in 0..daemon.wan_count() {
-        let Some((setup, ctl, _)) = daemon.wan(i) else { continue };
+        let Some((setup, ctl, prober)) = daemon.wan(i) else { continue };
+        let (healthy, needed) = prober.quorum(now);
         let name = &setup.config.wan_name;
         let report = daemon.last_report(i);
         let (code, text) = match report {
@@ -272,12 +282,16 @@ fn once_result(daemon: &Daemon, measured_only: bool) -> OnceResult {
                     ),
                 )
             }
+            _ if healthy < needed => (
+                2,
+                format!("{name}: no RTT measurement (reflector quorum lost: {healthy} of {needed} healthy)"),
+            ),
             _ => (2, format!("{name}: no RTT measurement (all reflectors silent)")),
         };
         worst = worst.max(code);
         if let Some(r) = report {
             perf.push(format!(
-                "{name}_rtt={:.1}ms {name}_delta={:.1}ms {name}_dl={:.1} {name}_ul={:.1}",
+                "{name}_rtt={:.1}ms {name}_delta={:.1}ms {name}_dl={:.1} {name}_ul={:.1} {name}_reflectors_healthy={healthy};;{needed}:",
                 r.measured_ms.unwrap_or(0.0),
                 ctl.filter().delta_ms(),
                 r.download.rate.as_mbps(),
@@ -294,6 +308,16 @@ fn once_result(daemon: &Daemon, measured_only: bool) -> OnceResult {
             "download": {"state": report.map(|r| r.download.zone.as_str()), "rate_mbps": ctl.download().rate().as_mbps()},
             "upload": {"state": report.map(|r| r.upload.zone.as_str()), "rate_mbps": ctl.upload().rate().as_mbps()},
             "router_reachable": ctl.connectivity().is_reachable(),
+            "reflector_quorum": {"healthy": healthy, "needed": needed, "ok": healthy >= needed},
+            "reflectors": prober.scores().zip(prober.stats()).map(|((addr, sc), (_, st))| serde_json::json!({
+                "host": addr.to_string(),
+                "state": sc.state.as_str(),
+                "baseline_ms": sc.base_ms,
+                "offset_ms": sc.offset_ms,
+                "rtt_ms": st.srtt_ms,
+                "sent": st.sent,
+                "received": st.received,
+            })).collect::<Vec<_>>(),
         }));
         parts.push(text);
     }
@@ -354,6 +378,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         let addr = SocketAddr::new(ip, r.port);
         #[allow(unused_mut)]
         let mut io = RouterIo::new(&cfg.wan_name, addr, &r.host, TOKEN_ROUTER_BASE + w * TOKENS_PER_ROUTER);
+        io.hide_from_children(&r.password.0);
         if r.scheme == config::Scheme::Https {
             #[cfg(feature = "tls")]
             {
@@ -417,13 +442,13 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
     let mut rng = Rng::new(opts.seed ^ 0xa5a5);
     let mut events = Events::with_capacity(32);
     let mut inputs: VecDeque<Input> = VecDeque::with_capacity(64);
-    let mut next_expiry = now + TICK;
+    let mut pacer = TickPacer::new(now + TICK, TICK);
     let mut recv_buf = [0u8; 2048];
     let mut send_buf = [0u8; 64];
     let mut save_log = LogLimiter::new(Duration::from_secs(300));
     let started = now;
     let mut latency: Vec<Histogram> = vec![Histogram::default(); links.len()];
-    let mut submitted: Vec<Option<Instant>> = vec![None; links.len()];
+    let mut submitted: Vec<VecDeque<(RouterJob, Instant)>> = vec![VecDeque::with_capacity(2); links.len()];
     let mut health_server = None;
     let mut metrics_server = None;
     let mut history = if opts.mode == Mode::Daemon {
@@ -432,6 +457,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         None
     };
     let history_path = history.as_ref().map(|h| h.path.clone());
+    let mut pending_history: Option<PendingHistory> = None;
     let mut recent = crate::shell::status_page::RecentHistory::default();
     if opts.mode == Mode::Daemon
         && let Some(cfg) = opts.configs.first()
@@ -513,9 +539,13 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
             let t = h.next_deadline();
             deadline = Some(deadline.map_or(t, |d| d.min(t)));
         }
-        // Inputs produced by the last pass are handled without waiting.
-        let timeout =
-            if inputs.is_empty() { deadline.map(|d| d.saturating_since(now)) } else { Some(Duration::ZERO) };
+        // Inputs produced by the last pass, and a history query in progress, are handled
+        // without waiting.
+        let timeout = if inputs.is_empty() && pending_history.is_none() {
+            deadline.map(|d| d.saturating_since(now))
+        } else {
+            Some(Duration::ZERO)
+        };
         if let Err(e) = poll.poll(&mut events, timeout) {
             error!(target: "wanctl::loop", "poll: {e}");
             return Err(startup(1, format!("poll: {e}")));
@@ -526,10 +556,11 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                 TOKEN_TIMER => match timer.read() {
                     Ok(0) => {}
                     Ok(n) => {
-                        let scheduled = next_expiry + TICK * (n.saturating_sub(1) as u32);
-                        next_expiry = scheduled + TICK;
-                        inputs
-                            .push_back(Input::Tick { missed: n - 1, late: now.saturating_since(scheduled) });
+                        let t = pacer.on_expirations(n, now);
+                        if let Some(w) = t.warning {
+                            warn!(target: "wanctl::loop", "{w}");
+                        }
+                        inputs.push_back(Input::Tick { missed: t.missed, late: t.late });
                     }
                     Err(e) => warn!(target: "wanctl::loop", "read timerfd: {e}"),
                 },
@@ -573,15 +604,25 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                     let snapshot = || snapshot_of(&daemon, now, started, &links, &latency);
                     let db = history_path.clone();
                     let recent = &recent;
-                    let mut handler = |req: &HttpRequest| {
+                    let pending = &mut pending_history;
+                    let mut handler = |req: &HttpRequest, id: ConnId| {
                         if req.path == "/status" && (req.method == "GET" || req.method == "HEAD") {
                             let page = recent.render(&snapshot(), clock::local_offset_secs());
-                            return health::response(200, "text/html; charset=utf-8", page.as_bytes());
+                            return Reply::Now(health::response(
+                                200,
+                                "text/html; charset=utf-8",
+                                page.as_bytes(),
+                            ));
                         }
-                        health_response(req, &snapshot, db.as_deref())
+                        if req.path.starts_with("/metrics/history")
+                            && (req.method == "GET" || req.method == "HEAD")
+                        {
+                            return start_history(req, id, db.as_deref(), pending, now);
+                        }
+                        Reply::Now(health_response(req, &snapshot))
                     };
                     if let Some(srv) = health_server.as_mut() {
-                        srv.on_event(ev, now, &mut poll, &mut handler);
+                        srv.on_event_deferrable(ev, now, &mut poll, &mut handler);
                     }
                 }
                 t if metrics_server.as_ref().is_some_and(|s| s.owns(t)) => {
@@ -643,6 +684,31 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         }
         daemon.handle_timeout(now);
         pump!(now);
+        // After this pass's tick work: one slice of a history query, bounded in time.
+        if let (Some(p), Some(srv)) = (pending_history.as_mut(), health_server.as_mut()) {
+            let answer = if !srv.is_waiting(p.conn) {
+                Some(None)
+            } else if now >= p.deadline {
+                Some(Some((503, history_query::unavailable_body())))
+            } else {
+                match p.job.step(now + history_query::STEP_BUDGET) {
+                    Step::More => None,
+                    Step::Done(status, body) => Some(Some((status, body))),
+                }
+            };
+            if let Some(answer) = answer {
+                if let Some((status, body)) = answer {
+                    srv.complete(
+                        p.conn,
+                        health::response(status, "application/json", body.as_bytes()),
+                        &mut poll,
+                    );
+                }
+                pending_history = None;
+            }
+        } else {
+            pending_history = None;
+        }
         if !inputs.is_empty() {
             continue;
         }
@@ -670,7 +736,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         Mode::Daemon => Ok(code),
         Mode::Oneshot => Ok(0),
         Mode::Once { json } => {
-            let r = once_result(&daemon, measured_only);
+            let r = once_result(&daemon, measured_only, clock::now());
             println!("{}", if json { &r.json } else { &r.line });
             Ok(r.code)
         }
@@ -684,7 +750,16 @@ struct ExecCtx<'a> {
     measured_only: bool,
     links: &'a mut [RouterLink],
     routers: &'a mut [RouterIo],
-    submitted: &'a mut [Option<Instant>],
+    submitted: &'a mut [VecDeque<(RouterJob, Instant)>],
+}
+
+/// What a command handed to a WAN's router link was for; completions come back in the
+/// order of submission (the daemon keeps at most one read and one write outstanding, and
+/// the link runs one command and keeps one waiting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouterJob {
+    Write,
+    ReadQueues,
 }
 
 /// Turns finished router commands into daemon inputs and logs transport changes.
@@ -692,16 +767,27 @@ fn collect_completions(
     routers: &mut [RouterIo],
     inputs: &mut VecDeque<Input>,
     now: Instant,
-    submitted: &mut [Option<Instant>],
+    submitted: &mut [VecDeque<(RouterJob, Instant)>],
     latency: &mut [Histogram],
 ) {
     for (wan, r) in routers.iter_mut().enumerate() {
         for c in r.take_completions() {
             match c {
                 LinkOutput::Done(result) => {
-                    if let (Some(at), Some(h)) =
-                        (submitted.get_mut(wan).and_then(Option::take), latency.get_mut(wan))
-                    {
+                    let job = submitted.get_mut(wan).and_then(VecDeque::pop_front);
+                    if let Some((RouterJob::ReadQueues, _)) = job {
+                        let result = match *result {
+                            Ok(RouterReply::Queues(items)) => Ok(items),
+                            Ok(_) => Err(FailureKind::Unknown),
+                            Err(e) => {
+                                debug!(target: "wanctl::load", "{}: queue counter read failed: {e}", r.name);
+                                Err(e.kind)
+                            }
+                        };
+                        inputs.push_back(Input::QueuesRead { wan, result });
+                        continue;
+                    }
+                    if let (Some((_, at)), Some(h)) = (job, latency.get_mut(wan)) {
                         h.record(now.saturating_since(at));
                     }
                     let (outcome, kind) = match *result {
@@ -785,8 +871,18 @@ fn execute(
                     ),
                 };
                 link.submit(now, command);
-                if let Some(slot) = ctx.submitted.get_mut(wan) {
-                    *slot = Some(now);
+                if let Some(jobs) = ctx.submitted.get_mut(wan) {
+                    jobs.push_back((RouterJob::Write, now));
+                }
+                rio.execute(link, poll, now);
+            }
+            Output::ReadQueues { wan } => {
+                let (Some(link), Some(rio)) = (ctx.links.get_mut(wan), ctx.routers.get_mut(wan)) else {
+                    continue;
+                };
+                link.submit(now, RouterCommand::ListQueueStats);
+                if let Some(jobs) = ctx.submitted.get_mut(wan) {
+                    jobs.push_back((RouterJob::ReadQueues, now));
                 }
                 rio.execute(link, poll, now);
             }
@@ -853,7 +949,8 @@ fn drain_icmp(
                 if raw && reply.ident != s.ident {
                     continue; // another program's (or another WAN's) echo
                 }
-                let at = rx.kernel_time.unwrap_or(now).min(now.max(rx.kernel_time.unwrap_or(now)));
+                // The kernel stamp can be later than our clock read (src/sys/clock.rs): clamp it.
+                let at = rx.kernel_time.map_or(now, |k| k.min(now));
                 if Some(rx.from) == gateway && reply.seq_no == gw_seq {
                     if let Some(f) = io.fallback.as_mut() {
                         f.gateway_ok = true;
@@ -919,7 +1016,14 @@ fn reload(files: &[String], ios: &[WanIo]) -> Result<Vec<WanSetup>, String> {
     let env = |k: &str| std::env::var(k).ok();
     let mut setups = Vec::new();
     for (file, io) in files.iter().zip(ios) {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("read {file}: {e}"))?;
+        // Bounded and non-blocking (a FIFO or a huge file must not hold the loop); the
+        // parser then refuses deep nesting before parsing (config::raw::check_shape).
+        let bytes = files::read_small_regular_following(
+            std::path::Path::new(file),
+            crate::config::MAX_CONFIG_BYTES as u64,
+        )
+        .map_err(|e| format!("read {file}: {e}"))?;
+        let text = String::from_utf8(bytes).map_err(|_| format!("read {file}: not UTF-8"))?;
         let loaded = config::parse_autorate(&text, file, &env).map_err(|e| e.to_string())?;
         for w in &loaded.warnings {
             warn!(target: "wanctl::reload", "{file}: {w}");
@@ -932,8 +1036,14 @@ fn reload(files: &[String], ios: &[WanIo]) -> Result<Vec<WanSetup>, String> {
             ));
         }
         let mut reflectors = Vec::new();
-        for host in &cfg.monitoring.ping_hosts {
-            let ip = resolve(host).map_err(|e| format!("{file}: resolve ping host {host}: {e}"))?;
+        for host in cfg.monitoring.pool_hosts() {
+            // Names known from startup are not looked up again; only a new name costs a
+            // (blocking) DNS lookup on the loop, bounded by the resolver's own timeout.
+            let known = io.resolved.iter().find(|(h, _)| h == host).map(|(_, ip)| *ip);
+            let ip = match known {
+                Some(ip) => ip,
+                None => resolve(host).map_err(|e| format!("{file}: resolve ping host {host}: {e}"))?,
+            };
             if !io.sockets.iter().any(|s| s.family == family_of(ip)) {
                 return Err(format!(
                     "{file}: ping host {host} needs an address family not open; restart instead"
@@ -947,31 +1057,49 @@ fn reload(files: &[String], ios: &[WanIo]) -> Result<Vec<WanSetup>, String> {
     Ok(setups)
 }
 
+/// A `/metrics/history` request being answered a slice per loop pass.
+struct PendingHistory {
+    conn: ConnId,
+    job: HistoryJob,
+    deadline: Instant,
+}
+
+/// Starts a `/metrics/history` request: one at a time (others get 503), answered later by
+/// the loop's history slices; bad parameters are answered at once.
+fn start_history(
+    req: &HttpRequest,
+    id: ConnId,
+    db: Option<&std::path::Path>,
+    pending: &mut Option<PendingHistory>,
+    now: Instant,
+) -> Reply {
+    let json =
+        |status: u16, body: String| Reply::Now(health::response(status, "application/json", body.as_bytes()));
+    if pending.is_some() {
+        return json(503, history_query::busy_body());
+    }
+    // The original read the built-in default path whatever storage.db_path said; we
+    // read the configured database (docs/COMPAT.md).
+    let path = db.unwrap_or(std::path::Path::new(crate::shell::store::DEFAULT_DB_PATH));
+    let target = match &req.query {
+        Some(q) => format!("{}?{q}", req.path),
+        None => req.path.clone(),
+    };
+    match HistoryJob::start(path, &target, clock::wall_unix_secs(), clock::local_offset_secs(), clock::now) {
+        Err((status, body)) => json(status, body),
+        Ok(job) => {
+            let deadline = now + history_query::JOB_DEADLINE;
+            *pending = Some(PendingHistory { conn: id, job, deadline });
+            Reply::Later { until: deadline + Duration::from_secs(1) }
+        }
+    }
+}
+
 /// Answers the health port: `/` and `/health` (the original's JSON, 200 healthy / 503
 /// degraded); anything else is a JSON error.
-fn health_response(
-    req: &HttpRequest,
-    snapshot: &dyn Fn() -> health::Snapshot,
-    db: Option<&std::path::Path>,
-) -> Vec<u8> {
+fn health_response(req: &HttpRequest, snapshot: &dyn Fn() -> health::Snapshot) -> Vec<u8> {
     if req.method != "GET" && req.method != "HEAD" {
         return health::json_error(405, "Method not allowed");
-    }
-    if req.path.starts_with("/metrics/history") {
-        // The original read the built-in default path whatever storage.db_path said; we
-        // read the configured database (docs/COMPAT.md).
-        let path = db.unwrap_or(std::path::Path::new(crate::shell::store::DEFAULT_DB_PATH));
-        let target = match &req.query {
-            Some(q) => format!("{}?{q}", req.path),
-            None => req.path.clone(),
-        };
-        let (status, body) = crate::shell::store::history_http(
-            path,
-            &target,
-            clock::wall_unix_secs(),
-            clock::local_offset_secs(),
-        );
-        return health::response(status, "application/json", body.as_bytes());
     }
     match (req.path.as_str(), &req.query) {
         ("/" | "/health", None) => {

@@ -2,8 +2,10 @@
 //! decides nothing beyond what INTERFACES.md §6–§7 prescribe.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+
+use nix::fcntl::{Flock, FlockArg};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -38,6 +40,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8], nonce: u64) -> io::Result<()> {
     result
 }
 
+/// Reads `path` if it is a regular file of at most `max` bytes (issue 18: a FIFO at the
+/// state path hung startup, a huge file grew memory). Opened with `O_NOFOLLOW` (a
+/// symlink is an error, ELOOP) and `O_NONBLOCK` (opening a FIFO does not wait for a
+/// writer); the type and size are checked on the open descriptor.
+pub fn read_small_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    read_checked(path, max, libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+}
+
+fn read_checked(path: &Path, max: u64, flags: i32) -> io::Result<Vec<u8>> {
+    let f = OpenOptions::new().read(true).custom_flags(flags).open(path)?;
+    let meta = f.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// [`read_small_regular`] that follows symlinks (config files are often linked).
+pub fn read_small_regular_following(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    read_checked(path, max, libc::O_NONBLOCK | libc::O_CLOEXEC)
+}
+
 /// What loading the state file found.
 #[derive(Debug)]
 pub enum LoadedState {
@@ -54,9 +86,12 @@ pub enum LoadedState {
     },
 }
 
+/// The largest state file read (ours are about 400 bytes).
+pub const MAX_STATE_BYTES: u64 = 64 * 1024;
+
 /// Reads the autorate state file; a corrupt one is renamed to `<path>.corrupt`.
 pub fn load_state(path: &Path) -> io::Result<LoadedState> {
-    let bytes = match fs::read(path) {
+    let bytes = match read_small_regular(path, MAX_STATE_BYTES) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LoadedState::Missing),
         Err(e) => return Err(e),
@@ -73,10 +108,12 @@ pub fn load_state(path: &Path) -> io::Result<LoadedState> {
     }
 }
 
-/// A held lock file, removed on drop.
+/// A held lock file: an exclusive `flock(2)` on it for the life of the value, the PID
+/// inside for the original's tools; removed on drop.
 #[derive(Debug)]
 pub struct LockFile {
     path: PathBuf,
+    file: Option<Flock<File>>,
     released: bool,
 }
 
@@ -149,35 +186,70 @@ fn is_zombie(pid: i32) -> bool {
 }
 
 impl LockFile {
-    /// Takes the lock with the original's semantics (INTERFACES.md §7).
+    /// Takes the lock (INTERFACES.md §7). Two instances of this program exclude each other
+    /// with `flock(2)`, so removing a stale lock and taking it is one atomic step (issue
+    /// 18: with remove-then-create, two starting instances could both win). The PID rules
+    /// of the original still apply to what the file holds, since the original and older
+    /// versions lock by the file's existence only: a live PID other than ours is `Held`, a
+    /// PID-less file younger than `lock_timeout` is `Fresh`; anything else is stale and
+    /// taken over.
     pub fn acquire(path: &Path, lock_timeout: Duration) -> Result<LockFile, LockError> {
         let io_err = |error| LockError::Io { path: path.to_path_buf(), error };
         ensure_parent(path).map_err(io_err)?;
-        for attempt in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).mode(0o644).open(path) {
-                Ok(mut f) => {
-                    writeln!(f, "{}", std::process::id()).map_err(io_err)?;
-                    return Ok(LockFile { path: path.to_path_buf(), released: false });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt == 0 => {
-                    Self::judge_existing(path, lock_timeout)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+        for _ in 0..8 {
+            let (file, created) =
+                match OpenOptions::new().read(true).write(true).create_new(true).mode(0o644).open(path) {
+                    Ok(f) => (f, true),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        match OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .custom_flags(libc::O_NOFOLLOW)
+                            .open(path)
+                        {
+                            Ok(f) => (f, false),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // released meanwhile
+                            Err(e) => return Err(io_err(e)),
+                        }
+                    }
+                    Err(e) => return Err(io_err(e)),
+                };
+            let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => l,
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
                     return Err(LockError::Held { path: path.to_path_buf(), pid: read_pid(path) });
                 }
+                Err((_, e)) => return Err(io_err(io::Error::from(e))),
+            };
+            // The holder may have released (unlinked) the file between our open and our
+            // flock: then we locked an orphan inode; start again.
+            let ours = lock.metadata().map_err(io_err)?;
+            match fs::symlink_metadata(path) {
+                Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {}
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err(e)),
             }
+            if !created {
+                Self::judge_existing(path, lock_timeout)?;
+            }
+            lock.set_len(0).map_err(io_err)?;
+            lock.seek(io::SeekFrom::Start(0)).map_err(io_err)?;
+            writeln!(lock, "{}", std::process::id()).map_err(io_err)?;
+            return Ok(LockFile { path: path.to_path_buf(), file: Some(lock), released: false });
         }
         Err(LockError::Held { path: path.to_path_buf(), pid: read_pid(path) })
     }
 
-    /// Decides about an existing lock: `Ok` if it was stale and removed.
+    /// Decides about an existing lock we hold the flock of: `Ok` if it is stale.
     fn judge_existing(path: &Path, lock_timeout: Duration) -> Result<(), LockError> {
         match read_pid(path) {
-            Some(pid) if pid_alive(pid) => Err(LockError::Held { path: path.to_path_buf(), pid: Some(pid) }),
+            Some(pid) if pid != std::process::id() as i32 && pid_alive(pid) => {
+                Err(LockError::Held { path: path.to_path_buf(), pid: Some(pid) })
+            }
             Some(pid) => {
-                log::warn!(target: "wanctl::lock", "removing stale lock {} of dead process {pid}", path.display());
-                remove_if_exists(path)
+                log::warn!(target: "wanctl::lock", "taking over stale lock {} of dead process {pid}", path.display());
+                Ok(())
             }
             None => {
                 let age = fs::metadata(path)
@@ -188,8 +260,8 @@ impl LockFile {
                 if age < lock_timeout {
                     Err(LockError::Fresh { path: path.to_path_buf(), age })
                 } else {
-                    log::warn!(target: "wanctl::lock", "removing legacy lock {} ({}s old)", path.display(), age.as_secs());
-                    remove_if_exists(path)
+                    log::warn!(target: "wanctl::lock", "taking over legacy lock {} ({}s old)", path.display(), age.as_secs());
+                    Ok(())
                 }
             }
         }
@@ -203,7 +275,10 @@ impl LockFile {
     fn remove(&mut self) {
         if !self.released {
             self.released = true;
+            // Unlink while still holding the flock, then close: whoever opened the old
+            // inode meanwhile sees it is no longer at the path and starts again.
             let _ = fs::remove_file(&self.path);
+            self.file = None;
         }
     }
 }
@@ -211,14 +286,6 @@ impl LockFile {
 impl Drop for LockFile {
     fn drop(&mut self) {
         self.remove();
-    }
-}
-
-fn remove_if_exists(path: &Path) -> Result<(), LockError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(LockError::Io { path: path.to_path_buf(), error }),
     }
 }
 
@@ -280,6 +347,60 @@ mod tests {
         fs::write(&p, "").expect("write");
         assert!(matches!(LockFile::acquire(&p, Duration::from_secs(300)), Err(LockError::Fresh { .. })));
         LockFile::acquire(&p, Duration::ZERO).expect("old legacy lock taken").release();
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn issue_18_two_instances_never_both_take_a_stale_lock() {
+        let d = tmpdir("race");
+        let p = d.join("wan1.lock");
+        let mut both = 0;
+        for _ in 0..300 {
+            fs::write(&p, "999999999\n").expect("stale lock of a dead process");
+            let go = std::sync::Barrier::new(2);
+            let held = std::sync::Barrier::new(2);
+            let won = std::thread::scope(|s| {
+                let take = || {
+                    go.wait();
+                    let lock = LockFile::acquire(&p, Duration::from_secs(300)).ok();
+                    let won = lock.is_some();
+                    held.wait(); // both attempts are over before either lock is released
+                    drop(lock);
+                    won
+                };
+                let a = s.spawn(take);
+                let b = s.spawn(take);
+                [a.join().expect("a"), b.join().expect("b")]
+            });
+            if won == [true, true] {
+                both += 1;
+            }
+            assert!(won.iter().any(|w| *w), "a stale lock is always taken by someone");
+        }
+        assert_eq!(both, 0, "two instances held the lock at once in {both} of 300 races");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn issue_18_state_file_must_be_a_small_regular_file() {
+        let d = tmpdir("statefile");
+        // A FIFO: opening it must not block, and it is refused.
+        let fifo = d.join("fifo_state.json");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        let e = load_state(&fifo).expect_err("a FIFO is not a state file");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        // Too large.
+        let big = d.join("big_state.json");
+        fs::write(&big, vec![b' '; MAX_STATE_BYTES as usize + 1]).expect("write");
+        let e = load_state(&big).expect_err("too large");
+        assert!(e.to_string().contains("larger than"), "{e}");
+        // A symlink is not followed.
+        let real = d.join("real_state.json");
+        fs::write(&real, "{}").expect("write");
+        let link = d.join("link_state.json");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        assert!(load_state(&link).is_err(), "symlinks are not followed");
+        assert!(matches!(load_state(&d.join("none.json")).expect("missing"), LoadedState::Missing));
         let _ = fs::remove_dir_all(&d);
     }
 

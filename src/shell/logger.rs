@@ -149,6 +149,38 @@ fn json_escape(s: &str, out: &mut String) {
     }
 }
 
+/// Text-log form of a message: control characters (C0, DEL, C1) escaped as `\n`, `\r`,
+/// `\t` or `\xNN`/`\u{NN}`, so a message (router error text, a
+/// reflector's name) can neither forge extra log lines nor send terminal escapes
+/// (issue 18). Returns the input unchanged when there is nothing to escape.
+pub fn escape_text(msg: &str) -> std::borrow::Cow<'_, str> {
+    if !msg.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(msg);
+    }
+    let mut out = String::with_capacity(msg.len() + 8);
+    for c in msg.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x100 && c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// One text-format line for stderr.
+fn stderr_line(level: log::Level, target: &str, msg: &str) -> String {
+    format!("{:<5} {}: {}\n", level.as_str(), escape_text(target), escape_text(msg))
+}
+
+/// One text-format line for a log file.
+fn file_line(text_time: &str, level: log::Level, msg: &str) -> String {
+    format!("{text_time} [wanctl] [{}] {}\n", level.as_str(), escape_text(msg))
+}
+
 impl Log for Logger {
     fn enabled(&self, m: &Metadata<'_>) -> bool {
         m.level() <= log::max_level()
@@ -178,7 +210,7 @@ impl Log for Logger {
         if level <= self.stderr_level {
             let line = match &json_line {
                 Some(j) => j.clone(),
-                None => format!("{:<5} {}: {msg}\n", level.as_str(), record.target()),
+                None => stderr_line(level, record.target(), &msg),
             };
             let _ = io::stderr().write_all(line.as_bytes());
         }
@@ -187,7 +219,7 @@ impl Log for Logger {
             let Some(f) = s.file.as_mut() else { continue };
             let line = match &json_line {
                 Some(j) => j.clone(),
-                None => format!("{text_time} [wanctl] [{}] {msg}\n", level.as_str()),
+                None => file_line(&text_time, level, &msg),
             };
             if let Err(e) = f.write_all(line.as_bytes())
                 && !s.failed
@@ -228,6 +260,20 @@ mod tests {
         assert!(json_requested(Some("json")));
         assert!(!json_requested(Some("text")));
         assert!(!json_requested(None));
+    }
+
+    #[test]
+    fn issue_18_text_lines_escape_control_characters() {
+        let hostile = "bad\nINFO  wanctl::fake: forged line\r\x1b[2J\x07 \u{85}tab\there \\x";
+        let line = stderr_line(log::Level::Warn, "wanctl::router", hostile);
+        assert_eq!(
+            line,
+            "WARN  wanctl::router: bad\\nINFO  wanctl::fake: forged line\\r\\x1b[2J\\x07 \\x85tab\\there \\x\n"
+        );
+        assert_eq!(line.matches('\n').count(), 1, "one record, one line");
+        let line = file_line("2026-01-26 12:13:20,123", log::Level::Error, "a\u{2028}b\u{9b}c");
+        assert_eq!(line, "2026-01-26 12:13:20,123 [wanctl] [ERROR] a\u{2028}b\\x9bc\n");
+        assert!(matches!(escape_text("plain ünïcode"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct RouterIo {
     rest: Option<RestConn>,
     ssh: Option<SshProc>,
     ssh_program: String,
+    /// Environment variables the `ssh` child must not inherit (the REST password).
+    hidden_env: Vec<std::ffi::OsString>,
+    /// Killed children not reaped yet.
+    dying: Vec<std::process::Child>,
     buf: Vec<u8>,
     /// Completions (`Done`, `TransportChanged`) waiting for the caller.
     parked: Vec<LinkOutput>,
@@ -73,6 +77,32 @@ fn classify_io(e: &io::Error) -> FailureKind {
     }
 }
 
+/// The environment variables to remove from a child: `ROUTER_PASSWORD` (the documented
+/// way to pass the REST password) and any other whose value is `password` (issue 18: the
+/// `ssh` child inherited it).
+pub fn child_env_removals(
+    password: &str,
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = vec!["ROUTER_PASSWORD".into()];
+    for (k, v) in vars {
+        if !password.is_empty() && v == password && !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+/// The `ssh` command line with `hidden` variables removed from its environment.
+pub fn ssh_command(program: &str, args: &[String], hidden: &[std::ffi::OsString]) -> ProcessCommand {
+    let mut cmd = ProcessCommand::new(program);
+    cmd.args(args);
+    for k in hidden {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
 impl RouterIo {
     /// I/O for a router at `addr` (resolved at startup); `base` is its first poll token.
     pub fn new(name: &str, addr: SocketAddr, tls_host: &str, base: Token) -> RouterIo {
@@ -86,9 +116,17 @@ impl RouterIo {
             rest: None,
             ssh: None,
             ssh_program: std::env::var("WANCTL_SSH").unwrap_or_else(|_| "ssh".into()),
+            hidden_env: child_env_removals("", std::env::vars_os()),
+            dying: Vec::new(),
             buf: vec![0u8; 16 * 1024],
             parked: Vec::new(),
         }
+    }
+
+    /// Keeps `password` out of the `ssh` child's environment: `ROUTER_PASSWORD` and every
+    /// variable holding it are removed (ssh authenticates with its key and never needs it).
+    pub fn hide_from_children(&mut self, password: &str) {
+        self.hidden_env = child_env_removals(password, std::env::vars_os());
     }
 
     /// Sets the TLS client configuration (HTTPS routers).
@@ -274,8 +312,7 @@ impl RouterIo {
 
     fn ssh_spawn(&mut self, link: &mut RouterLink, poll: &mut PollSet, now: Instant, args: &[String]) {
         self.ssh_reap_now(poll);
-        let mut cmd = ProcessCommand::new(&self.ssh_program);
-        cmd.args(args);
+        let mut cmd = ssh_command(&self.ssh_program, args, &self.hidden_env);
         match spawn_piped(&mut cmd) {
             Ok(child) => {
                 let mut ok = true;
@@ -324,6 +361,7 @@ impl RouterIo {
 
     /// Checks whether `ssh` exited (SIGCHLD, or both output pipes closed).
     pub fn ssh_reap(&mut self, link: &mut RouterLink, poll: &mut PollSet, now: Instant) {
+        self.reap_dying();
         let Some(p) = self.ssh.as_mut() else { return };
         match p.child.try_wait() {
             Ok(Some(status)) => {
@@ -343,12 +381,22 @@ impl RouterIo {
         }
     }
 
+    /// Kills the current child before a new one starts. Never waits: a child that has not
+    /// exited yet (SIGKILL is asynchronous, and a process in uninterruptible sleep dies
+    /// only when it wakes) is parked and reaped on a later SIGCHLD.
     fn ssh_reap_now(&mut self, poll: &mut PollSet) {
         if let Some(mut p) = self.ssh.take() {
             let _ = p.child.kill();
-            let _ = p.child.wait();
+            if !matches!(p.child.try_wait(), Ok(Some(_))) {
+                self.dying.push(p.child);
+            }
             self.ssh_deregister(poll);
         }
+    }
+
+    /// Reaps killed children that have exited since (call on SIGCHLD).
+    fn reap_dying(&mut self) {
+        self.dying.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
     }
 
     fn ssh_deregister(&mut self, poll: &mut PollSet) {
@@ -426,9 +474,9 @@ impl RouterIo {
                 p.stderr_open = false;
             }
             if !p.stdout_open && !p.stderr_open {
-                // Both pipes closed: it is exiting; make sure and reap.
+                // Both pipes closed: it is exiting. Make sure; `ssh_reap` below (or the
+                // SIGCHLD that follows) reaps it without waiting.
                 let _ = p.child.kill();
-                let _ = p.child.wait();
             }
         }
         self.ssh_reap(link, poll, now);

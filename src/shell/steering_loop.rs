@@ -57,7 +57,7 @@ fn startup(code: u8, message: String) -> StartupError {
 
 /// The baseline from the autorate state file (`ewma.baseline_rtt`), if readable.
 fn read_baseline(path: &Path) -> Option<f64> {
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = crate::shell::files::read_small_regular(path, crate::shell::files::MAX_STATE_BYTES).ok()?;
     StateFile::decode(&bytes).ok()?.ewma.map(|e| e.baseline_rtt)
 }
 
@@ -86,6 +86,7 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
         &cfg.router.host,
         TOKEN_ROUTER,
     );
+    rio.hide_from_children(&cfg.router.password.0);
     if cfg.router.scheme == crate::config::Scheme::Https {
         #[cfg(feature = "tls")]
         {
@@ -106,7 +107,12 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
     }
     let mut link = RouterLink::new(LinkSettings::from_config(&cfg.router, cfg.router_timeout));
     let state_path = PathBuf::from(&cfg.state_file);
-    let restored = match std::fs::read(&state_path) {
+    // Bounded, non-blocking, regular files only (issue 18); its histories make it larger
+    // than the autorate file.
+    let restored = match crate::shell::files::read_small_regular(
+        &state_path,
+        16 * crate::shell::files::MAX_STATE_BYTES,
+    ) {
         Ok(b) => match SteeringState::decode(&b, cfg.history_size as usize) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -117,7 +123,11 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
                 None
             }
         },
-        Err(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            warn!(target: "wanctl::steering", "cannot read state file {}: {e}; starting from defaults", state_path.display());
+            None
+        }
     };
     let now = clock::now();
     let started = now;

@@ -31,12 +31,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use crate::engine::history::{
-    DOWNSAMPLE_STEPS, DownsampleStep, Granularity, HistoryParams, HistoryQuery, MetricRow, error_body,
-    render_history_response, retention_cutoff,
+    DOWNSAMPLE_STEPS, DownsampleStep, Granularity, HistoryQuery, MetricRow, retention_cutoff,
 };
+use crate::shell::history_query::{HistoryJob, Step};
+use crate::time::Instant;
 
 /// The database path the original's HTTP endpoint and CLI use by default.
 pub const DEFAULT_DB_PATH: &str = "/var/lib/wanctl/metrics.db";
@@ -73,8 +77,9 @@ CREATE INDEX IF NOT EXISTS idx_metrics_timestamp
     ON metrics(timestamp);
 CREATE INDEX IF NOT EXISTS idx_metrics_wan_metric_time
     ON metrics(wan_name, metric_name, timestamp);
-CREATE INDEX IF NOT EXISTS idx_metrics_granularity_time
-    ON metrics(granularity, timestamp);
+CREATE INDEX IF NOT EXISTS idx_metrics_granularity_time_series
+    ON metrics(granularity, timestamp, wan_name, metric_name);
+DROP INDEX IF EXISTS idx_metrics_granularity_time;
 ";
 
 const INSERT: &str = "INSERT INTO metrics (timestamp, wan_name, metric_name, value, labels, granularity) \
@@ -108,6 +113,15 @@ impl StoreError {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A bounded reader's statement ran into its deadline ([`Reader::set_deadline`]).
+    pub fn is_interrupted(&self) -> bool {
+        matches!(
+            &self.cause,
+            Cause::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::OperationInterrupted
+        )
     }
 
     /// Another connection held the lock past [`BUSY_TIMEOUT`]: retrying later is normal.
@@ -480,16 +494,59 @@ pub struct Reader {
     conn: Connection,
     path: PathBuf,
     has_table: bool,
+    /// Set for the loop's reader ([`Reader::open_bounded`]): statements stop at this
+    /// CLOCK_MONOTONIC instant (µs).
+    deadline_us: Option<Arc<AtomicU64>>,
+}
+
+/// SQLite virtual-machine instructions between two deadline checks of a bounded reader:
+/// a few microseconds of work, so a statement overruns its deadline by about that much.
+const PROGRESS_OPS: std::ffi::c_int = 1000;
+
+/// The columns of a history row, in the order [`row_of`] reads them.
+const ROW_COLUMNS: &str = "timestamp, wan_name, metric_name, value, labels, granularity";
+
+fn row_of(r: &rusqlite::Row<'_>, fallback: Granularity) -> rusqlite::Result<MetricRow> {
+    let granularity: Option<String> = r.get(5)?;
+    Ok(MetricRow {
+        timestamp: r.get(0)?,
+        wan_name: r.get(1)?,
+        metric_name: r.get::<_, String>(2)?.into(),
+        value: r.get(3)?,
+        labels: r.get(4)?,
+        granularity: granularity.as_deref().and_then(Granularity::parse).unwrap_or(fallback),
+    })
 }
 
 impl Reader {
     /// Opens `path` read-only. A missing file is an error (the CLI reports it; the HTTP
     /// endpoint answers with empty data); a database without the table reads as empty.
+    /// Waits up to 2 s for a lock (the CLI; the loop uses [`Reader::open_bounded`]).
     pub fn open(path: &Path) -> Result<Reader, StoreError> {
+        Self::open_with(path, Duration::from_secs(2))
+    }
+
+    /// Opens `path` read-only for use inside the poll loop: no busy wait (a locked
+    /// database is an immediate [`StoreError::is_busy`] error) and every statement is
+    /// interrupted ([`StoreError::is_interrupted`]) once `clock()` passes the instant
+    /// given to [`Reader::set_deadline`]. `clock` is `sys::clock::now` in the daemon.
+    pub fn open_bounded(path: &Path, clock: fn() -> Instant) -> Result<Reader, StoreError> {
+        let mut reader = Self::open_with(path, Duration::ZERO)?;
+        let deadline = Arc::new(AtomicU64::new(u64::MAX));
+        let seen = Arc::clone(&deadline);
+        reader.conn.progress_handler(
+            PROGRESS_OPS,
+            Some(move || clock().as_micros() >= seen.load(Ordering::Relaxed)),
+        );
+        reader.deadline_us = Some(deadline);
+        Ok(reader)
+    }
+
+    fn open_with(path: &Path, busy: Duration) -> Result<Reader, StoreError> {
         let err = |e| StoreError::sqlite("open history database", path, e);
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(2)).map_err(err)?;
+        conn.busy_timeout(busy).map_err(err)?;
         let has_table = conn
             .query_row(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'metrics'",
@@ -499,14 +556,23 @@ impl Reader {
             .optional()
             .map_err(err)?
             .is_some();
-        Ok(Reader { conn, path: path.to_path_buf(), has_table })
+        Ok(Reader { conn, path: path.to_path_buf(), has_table, deadline_us: None })
     }
 
-    fn where_clause(q: &HistoryQuery) -> (String, Vec<rusqlite::types::Value>) {
+    /// Statements of a bounded reader stop at `deadline` (no effect on [`Reader::open`]).
+    pub fn set_deadline(&self, deadline: Instant) {
+        if let Some(d) = &self.deadline_us {
+            d.store(deadline.as_micros(), Ordering::Relaxed);
+        }
+    }
+
+    fn where_between(q: &HistoryQuery, lo: i64, hi: i64) -> (String, Vec<rusqlite::types::Value>) {
         use rusqlite::types::Value;
-        let mut sql = String::from("timestamp >= ? AND timestamp <= ? AND granularity = ?");
+        // Granularity first: the covering index (granularity, timestamp, wan_name,
+        // metric_name) answers counts without touching the table.
+        let mut sql = String::from("granularity = ? AND timestamp >= ? AND timestamp <= ?");
         let mut args =
-            vec![Value::Integer(q.start), Value::Integer(q.end), Value::Text(q.granularity.as_str().into())];
+            vec![Value::Text(q.granularity.as_str().into()), Value::Integer(lo), Value::Integer(hi)];
         if let Some(metrics) = q.metric_filter() {
             sql.push_str(" AND metric_name IN (");
             sql.push_str(&vec!["?"; metrics.len()].join(", "));
@@ -528,30 +594,31 @@ impl Reader {
         limit: Option<u64>,
         offset: u64,
     ) -> Result<Vec<MetricRow>, StoreError> {
+        self.query_between(q, q.start, q.end, limit, offset)
+    }
+
+    /// [`Reader::query`] restricted to `lo <= timestamp <= hi` (one slice of a window).
+    pub fn query_between(
+        &self,
+        q: &HistoryQuery,
+        lo: i64,
+        hi: i64,
+        limit: Option<u64>,
+        offset: u64,
+    ) -> Result<Vec<MetricRow>, StoreError> {
         if !self.has_table {
             return Ok(Vec::new());
         }
-        let (filter, mut args) = Self::where_clause(q);
+        let (filter, mut args) = Self::where_between(q, lo, hi);
         let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         args.push(rusqlite::types::Value::Integer(limit.map_or(-1, clamp)));
         args.push(rusqlite::types::Value::Integer(clamp(offset)));
         let sql = format!(
-            "SELECT timestamp, wan_name, metric_name, value, labels, granularity FROM metrics \
-             WHERE {filter} ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?"
+            "SELECT {ROW_COLUMNS} FROM metrics WHERE {filter} ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?"
         );
         let read = || -> rusqlite::Result<Vec<MetricRow>> {
-            let mut stmt = self.conn.prepare(&sql)?;
-            let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-                let granularity: Option<String> = r.get(5)?;
-                Ok(MetricRow {
-                    timestamp: r.get(0)?,
-                    wan_name: r.get(1)?,
-                    metric_name: r.get::<_, String>(2)?.into(),
-                    value: r.get(3)?,
-                    labels: r.get(4)?,
-                    granularity: granularity.as_deref().and_then(Granularity::parse).unwrap_or(q.granularity),
-                })
-            })?;
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), |r| row_of(r, q.granularity))?;
             rows.collect()
         };
         read().map_err(|e| StoreError::sqlite("query history", &self.path, e))
@@ -559,49 +626,36 @@ impl Reader {
 
     /// How many rows match `q`.
     pub fn count(&self, q: &HistoryQuery) -> Result<u64, StoreError> {
+        self.count_between(q, q.start, q.end)
+    }
+
+    /// [`Reader::count`] restricted to `lo <= timestamp <= hi`.
+    pub fn count_between(&self, q: &HistoryQuery, lo: i64, hi: i64) -> Result<u64, StoreError> {
         if !self.has_table {
             return Ok(0);
         }
-        let (filter, args) = Self::where_clause(q);
+        let (filter, args) = Self::where_between(q, lo, hi);
         self.conn
-            .query_row(
-                &format!("SELECT count(*) FROM metrics WHERE {filter}"),
-                params_from_iter(args.iter()),
-                |r| r.get::<_, i64>(0),
-            )
+            .prepare_cached(&format!("SELECT count(*) FROM metrics WHERE {filter}"))
+            .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get::<_, i64>(0)))
             .map(|n| u64::try_from(n).unwrap_or(0))
             .map_err(|e| StoreError::sqlite("count history", &self.path, e))
     }
 }
 
-/// Serves `GET /metrics/history` (INTERFACES.md §2.2): `target` is the request target
-/// (path and query), `now` wall-clock Unix seconds, `local_offset_secs` the zone offset for
-/// naive `from`/`to`. Returns the status and the JSON body. A missing or unreadable
-/// database answers 200 with empty data, as the original does.
-///
-/// Cost: one COUNT over the window's index range plus one page read through the index. A
-/// full hour of raw rows for three WANs is ~1.3 M index entries to count; callers that
-/// cannot afford that inside the loop should run this off the loop.
+/// Serves `GET /metrics/history` (INTERFACES.md §2.2) in one call, without a time budget:
+/// `target` is the request target (path and query), `now` wall-clock Unix seconds,
+/// `local_offset_secs` the zone offset for naive `from`/`to`. Returns the status and the
+/// JSON body. A missing or unreadable database answers 200 with empty data, as the original
+/// does. The daemon does not call this: it runs a [`HistoryJob`] a few milliseconds per loop
+/// pass (see `shell::history_query`); this is the same job run to the end.
 pub fn history_http(db_path: &Path, target: &str, now: i64, local_offset_secs: i64) -> (u16, String) {
-    let params = match HistoryParams::parse(target, local_offset_secs) {
-        Ok(p) => p,
-        Err(e) => return (400, error_body(&e)),
-    };
-    let query = params.query(now);
-    let (rows, total) = if db_path.exists() {
-        match Reader::open(db_path).and_then(|r| {
-            let total = r.count(&query)?;
-            let rows = r.query(&query, Some(u64::from(params.limit)), params.offset)?;
-            Ok((rows, total))
-        }) {
-            Ok(found) => found,
-            Err(e) => {
-                log::warn!(target: "wanctl::store", "{e}");
-                (Vec::new(), 0)
+    match HistoryJob::start(db_path, target, now, local_offset_secs, crate::sys::clock::now) {
+        Err(answer) => answer,
+        Ok(mut job) => loop {
+            if let Step::Done(status, body) = job.step(Instant::from_micros(u64::MAX)) {
+                return (status, body);
             }
-        }
-    } else {
-        (Vec::new(), 0)
-    };
-    (200, render_history_response(&params, &query, &rows, total))
+        },
+    }
 }

@@ -16,14 +16,15 @@
 //! bottleneck backlog divided by `C(t)`. An echo sent at `t` comes back after
 //! `base RTT + download delay + upload delay + jitter`, or never (loss, dead reflector).
 
+pub mod pool;
 pub mod scenarios;
 pub mod steering;
 
 use std::time::Duration;
 
 use crate::config::{
-    AutorateConfig, DirectionConfig, Endpoint, FallbackChecks, FallbackMode, Logging, Monitoring,
-    ProbeBinding, Queues, RouterConfig, Scheme, Secret, Storage, Thresholds, Transport,
+    AutorateConfig, DirectionConfig, Endpoint, FallbackChecks, FallbackMode, LoadControl, Logging,
+    Monitoring, ProbeBinding, Queues, RouterConfig, Scheme, Secret, Storage, Thresholds, Transport,
 };
 use core::net::IpAddr;
 use std::cmp::Reverse;
@@ -72,6 +73,7 @@ pub fn sample_config() -> AutorateConfig {
                 factor_down: 0.85,
                 factor_down_yellow: 0.96,
                 green_required: 5,
+                adaptive: true,
                 floor_green: mb(30.0),
                 floor_yellow: mb(25.0),
                 floor_soft_red: mb(20.0),
@@ -83,6 +85,7 @@ pub fn sample_config() -> AutorateConfig {
                 factor_down: 0.90,
                 factor_down_yellow: 0.94,
                 green_required: 5,
+                adaptive: true,
                 floor_green: mb(4.0),
                 floor_yellow: mb(4.0),
                 floor_soft_red: mb(4.0),
@@ -109,6 +112,9 @@ pub fn sample_config() -> AutorateConfig {
                 max_fallback_cycles: 3,
             },
             binding: ProbeBinding::default(),
+            load: LoadControl::default(),
+            write_budget_per_min: crate::config::DEFAULT_WRITE_BUDGET_PER_MIN,
+            reflectors: crate::config::ReflectorPool::default(),
         },
         logging: Logging { main_log: String::new(), debug_log: String::new() },
         lock_file: "/run/wanctl/sim.lock".into(),
@@ -147,6 +153,45 @@ pub struct LinkProfile {
     pub fallback_while_dead: Fallback,
     /// Windows `[from, to)` (s) in which the router refuses connections.
     pub router_down: Vec<(f64, f64)>,
+    /// Windows `[from, to)` (s) in which counter reads fail (writes still work).
+    pub counters_down: Vec<(f64, f64)>,
+    /// Instants (s) at which the router's counters reset to zero (reboot, reset-counters).
+    pub counter_resets: Vec<f64>,
+    /// The capacity drop this run's figures measure from, when the profile draws it
+    /// (overrides the scenario's).
+    pub drop_at: Option<f64>,
+    /// The recovery the figures measure from (overrides the scenario's).
+    pub recover_at: Option<f64>,
+    /// Reflectors in the pool (0 = as the config's median setting: 3 or 1).
+    pub pool: usize,
+    /// The pool is IPv6 (documentation range `2001:db8::/32`).
+    pub ipv6: bool,
+    /// Faults of single reflectors.
+    pub reflector_faults: Vec<ReflectorFault>,
+    /// Per-reflector extra base RTT (ms), by pool index (missing = 0).
+    pub reflector_offsets: Vec<f64>,
+}
+
+/// Which reflector a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FaultTarget {
+    /// The `n`-th reflector of the daemon's active set when the fault starts.
+    Active(usize),
+    /// Pool index.
+    Pool(usize),
+}
+
+/// A fault of one reflector over `[from, to)` seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReflectorFault {
+    /// Which one.
+    pub target: FaultTarget,
+    /// Start (s).
+    pub from: f64,
+    /// End (s).
+    pub to: f64,
+    /// `None` = silent, `Some(ms)` = that much extra RTT.
+    pub extra_ms: Option<f64>,
 }
 
 /// Value of a step function at `t` seconds.
@@ -172,7 +217,10 @@ fn in_windows(windows: &[(f64, f64)], t: f64) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct Bottleneck {
     backlog_bits: f64,
-    /// Bits delivered so far.
+    /// Bits that left the shaper so far (what an upload queue's counters count).
+    pub shaped_bits: f64,
+    /// Bits delivered so far (what a download queue's counters count: the router's
+    /// ingress shaper sits after the line).
     pub delivered_bits: f64,
     /// Bits the link could have carried so far.
     pub capacity_bits: f64,
@@ -195,6 +243,7 @@ impl Bottleneck {
         let sent = total.min(can_send);
         let max_backlog = cap * buffer.as_secs_f64();
         self.backlog_bits = (total - sent).min(max_backlog).max(0.0);
+        self.shaped_bits += arrival * dt;
         self.delivered_bits += sent;
         self.capacity_bits += can_send;
         if cap > 0.0 { self.backlog_bits / cap * 1000.0 } else { 0.0 }
@@ -224,6 +273,26 @@ pub struct TraceRow {
     pub loaded: bool,
     /// Write-budget tokens.
     pub tokens: f64,
+    /// Upload capacity (Mbit/s).
+    pub ul_capacity: f64,
+    /// Download and upload queueing delay at the bottleneck (ms).
+    pub delay_ms: (f64, f64),
+    /// Download and upload demand (Mbit/s).
+    pub demand: (f64, f64),
+    /// The load-aware law ran this tick (fresh counters).
+    pub load_aware: bool,
+    /// The rates the model router enforces.
+    pub applied: Rates,
+    /// The controller's rates (what it wants the router to have).
+    pub desired: Rates,
+    /// The router is down (refusing connections) at this instant.
+    pub router_down: bool,
+    /// Echo requests sent so far.
+    pub echoes: u64,
+    /// The reflector quorum holds.
+    pub quorum_ok: bool,
+    /// Whether the first reflector fault's target is still probed (if it resolved).
+    pub fault_target_probed: Option<bool>,
 }
 
 /// A router write seen by the model router.
@@ -241,15 +310,23 @@ pub struct WriteRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
     /// An echo reply arrives.
-    Reply { from: [u8; 4], seq: u16 },
+    Reply { from: IpAddr, seq: u16 },
     /// The router finished a write.
     WriteDone { ok: bool },
+    /// The router answered a counter read.
+    ReadDone { ok: bool },
     /// The fallback checks finished.
     Fallback,
 }
 
-/// The simulated reflectors (documentation range, never on the wire).
-pub const REFLECTORS: [[u8; 4]; 3] = [[198, 51, 100, 1], [198, 51, 100, 2], [198, 51, 100, 3]];
+/// The `i`-th simulated reflector (documentation ranges, never on the wire).
+pub fn pool_addr(i: usize, ipv6: bool) -> IpAddr {
+    if ipv6 {
+        IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i as u16 + 1))
+    } else {
+        IpAddr::V4(core::net::Ipv4Addr::new(198, 51, 100, i as u8 + 1))
+    }
+}
 
 /// The world: the real `Daemon` (prober, controller, write policy, failure accounting),
 /// a fluid link and a model router, on a virtual clock.
@@ -269,6 +346,16 @@ pub struct SimWorld {
     events: BinaryHeap<Reverse<(Instant, u64, Event)>>,
     event_seq: u64,
     delay_ms: (f64, f64),
+    /// Counter values subtracted since the last reset (bits), per direction.
+    counter_offset: (f64, f64),
+    resets_done: usize,
+    /// Counter reads the model router answered.
+    pub reads: u64,
+    /// Echo requests sent.
+    pub echoes: u64,
+    /// Fallback check rounds started.
+    pub fallbacks: u64,
+    fault_targets: Vec<Option<IpAddr>>,
     /// Per-tick trace.
     pub trace: Vec<TraceRow>,
     /// Every write the router saw.
@@ -277,6 +364,9 @@ pub struct SimWorld {
     pub loaded_delay_ms: Vec<f32>,
     loaded_delivered: f64,
     loaded_capacity: f64,
+    /// The configured queue names (download, upload), as the model router names them.
+    daemon_queues: (String, String),
+    load_enabled: bool,
 }
 
 /// Router write latency in the model (one REST round trip on a LAN).
@@ -288,10 +378,18 @@ impl SimWorld {
     /// A world at t = 0 with the router at the ceilings.
     pub fn new(cfg: &AutorateConfig, profile: LinkProfile, seed: u64) -> SimWorld {
         let m = &cfg.monitoring;
-        let n = if m.use_median_of_three { 3 } else { 1 };
+        let n = if profile.pool > 0 {
+            profile.pool
+        } else if m.use_median_of_three {
+            3
+        } else {
+            1
+        };
         let mut cfg = cfg.clone();
-        cfg.monitoring.ping_hosts = REFLECTORS[..n].iter().map(|a| IpAddr::from(*a).to_string()).collect();
-        let reflectors = REFLECTORS[..n].iter().map(|a| IpAddr::from(*a)).collect();
+        let reflectors: Vec<IpAddr> = (0..n).map(|i| pool_addr(i, profile.ipv6)).collect();
+        cfg.monitoring.ping_hosts = reflectors.iter().map(IpAddr::to_string).collect();
+        cfg.monitoring.reflectors.pool = None;
+        let daemon_queues = (cfg.queues.download.clone(), cfg.queues.upload.clone());
         let setup = WanSetup { config: cfg, reflectors };
         SimWorld {
             profile,
@@ -306,17 +404,30 @@ impl SimWorld {
             events: BinaryHeap::new(),
             event_seq: 0,
             delay_ms: (0.0, 0.0),
+            counter_offset: (0.0, 0.0),
+            resets_done: 0,
+            reads: 0,
+            echoes: 0,
+            fallbacks: 0,
+            fault_targets: Vec::new(),
             trace: Vec::new(),
             writes: Vec::new(),
             loaded_delay_ms: Vec::new(),
             loaded_delivered: 0.0,
             loaded_capacity: 0.0,
+            daemon_queues,
+            load_enabled: m.load.enabled,
         }
     }
 
     /// Virtual now.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// True if the daemon runs the load-aware law (counters enabled in its config).
+    pub fn daemon_load_enabled(&self) -> bool {
+        self.load_enabled
     }
 
     /// Rates the model router currently enforces.
@@ -359,14 +470,22 @@ impl SimWorld {
         while let Some(out) = self.daemon.poll_output() {
             match out {
                 Output::SendEcho { probe, .. } => {
+                    self.echoes += 1;
                     let t = self.now.as_secs_f64();
-                    let dead = in_windows(&self.profile.reflectors_dead, t);
+                    let (silent, extra) = self.reflector_fault(probe.addr, t);
+                    let dead = silent || in_windows(&self.profile.reflectors_dead, t);
                     let lost = dead || self.rng.chance(self.profile.loss);
                     let jitter = (self.rng.normal() * self.profile.jitter_ms).abs();
-                    let rtt = self.profile.base_rtt_ms + self.delay_ms.0 + self.delay_ms.1 + jitter;
-                    if let (false, IpAddr::V4(v4)) = (lost, probe.addr) {
+                    let offset = self.profile.reflector_offsets.get(probe.reflector).copied().unwrap_or(0.0);
+                    let rtt = self.profile.base_rtt_ms
+                        + offset
+                        + extra
+                        + self.delay_ms.0
+                        + self.delay_ms.1
+                        + jitter;
+                    if !lost {
                         let at = self.now + Duration::from_micros((rtt * 1000.0) as u64);
-                        self.schedule(at, Event::Reply { from: v4.octets(), seq: probe.seq });
+                        self.schedule(at, Event::Reply { from: probe.addr, seq: probe.seq });
                     }
                 }
                 Output::RouterWrite { rates, .. } => {
@@ -375,7 +494,16 @@ impl SimWorld {
                     self.writes.push(WriteRecord { t: self.now.as_secs_f64(), rates, applied: up });
                     self.schedule(self.now + ROUTER_LATENCY, Event::WriteDone { ok: up });
                 }
-                Output::StartFallback { .. } => self.schedule(self.now + FALLBACK_LATENCY, Event::Fallback),
+                Output::ReadQueues { .. } => {
+                    let t = self.now.as_secs_f64();
+                    let ok = !in_windows(&self.profile.router_down, t)
+                        && !in_windows(&self.profile.counters_down, t);
+                    self.schedule(self.now + ROUTER_LATENCY, Event::ReadDone { ok });
+                }
+                Output::StartFallback { .. } => {
+                    self.fallbacks += 1;
+                    self.schedule(self.now + FALLBACK_LATENCY, Event::Fallback);
+                }
                 Output::SaveState { .. } | Output::Notify(_) | Output::Exit(_) => {}
             }
         }
@@ -383,9 +511,7 @@ impl SimWorld {
 
     fn handle(&mut self, e: Event) {
         let input = match e {
-            Event::Reply { from, seq } => {
-                Input::EchoReply { wan: 0, from: IpAddr::from(from), seq, at: self.now }
-            }
+            Event::Reply { from, seq } => Input::EchoReply { wan: 0, from, seq, at: self.now },
             Event::WriteDone { ok } => {
                 if let Some(r) = self.writing.take() {
                     self.router_rates = r;
@@ -400,6 +526,34 @@ impl SimWorld {
                     }
                 }
             }
+            Event::ReadDone { ok } => {
+                self.reads += 1;
+                if ok {
+                    let t = self.now.as_secs_f64();
+                    let due = self.profile.counter_resets.iter().filter(|&&r| r <= t).count();
+                    if due > self.resets_done {
+                        self.resets_done = due;
+                        self.counter_offset = (self.dl.delivered_bits, self.ul.shaped_bits);
+                    }
+                    let q = &self.daemon_queues;
+                    let bytes = |bits: f64| Some((bits / 8.0) as u64);
+                    let items = vec![
+                        crate::wire::routeros::QueueStats {
+                            name: Some(q.0.clone()),
+                            bytes: bytes(self.dl.delivered_bits - self.counter_offset.0),
+                            ..Default::default()
+                        },
+                        crate::wire::routeros::QueueStats {
+                            name: Some(q.1.clone()),
+                            bytes: bytes(self.ul.shaped_bits - self.counter_offset.1),
+                            ..Default::default()
+                        },
+                    ];
+                    Input::QueuesRead { wan: 0, result: Ok(items) }
+                } else {
+                    Input::QueuesRead { wan: 0, result: Err(FailureKind::ConnectionRefused) }
+                }
+            }
             Event::Fallback => Input::FallbackResult { wan: 0, result: self.profile.fallback_while_dead },
         };
         self.daemon.handle_input(self.now, input);
@@ -408,9 +562,11 @@ impl SimWorld {
 
     fn record(&mut self) {
         let t = self.now.as_secs_f64();
-        let (Some(report), Some((_, ctl, _))) = (self.daemon.last_report(0), self.daemon.wan(0)) else {
+        let (Some(report), Some((_, ctl, prober))) = (self.daemon.last_report(0), self.daemon.wan(0)) else {
             return;
         };
+        let quorum = prober.quorum(self.now);
+        let fault_target_probed = self.fault_target(0).map(|a| prober.addrs().any(|x| x == a));
         self.trace.push(TraceRow {
             t,
             dl_capacity: step_at(&self.profile.dl_capacity, t),
@@ -422,7 +578,53 @@ impl SimWorld {
             report,
             loaded: step_at(&self.profile.dl_demand, t) > 0.0,
             tokens: ctl.writer().tokens(),
+            ul_capacity: step_at(&self.profile.ul_capacity, t),
+            delay_ms: self.delay_ms,
+            demand: (step_at(&self.profile.dl_demand, t), step_at(&self.profile.ul_demand, t)),
+            load_aware: ctl.is_load_aware(),
+            applied: self.router_rates,
+            desired: ctl.desired(),
+            router_down: in_windows(&self.profile.router_down, t),
+            echoes: self.echoes,
+            quorum_ok: quorum.0 >= quorum.1,
+            fault_target_probed,
         });
+    }
+
+    /// Whether `addr` is silenced at `t`, and its extra RTT (ms). `Active(n)` targets are
+    /// resolved to an address when their window opens.
+    fn reflector_fault(&mut self, addr: IpAddr, t: f64) -> (bool, f64) {
+        let mut silent = false;
+        let mut extra = 0.0;
+        for (k, f) in self.profile.reflector_faults.iter().enumerate() {
+            if t < f.from || t >= f.to {
+                continue;
+            }
+            let target = match f.target {
+                FaultTarget::Pool(i) => Some(pool_addr(i, self.profile.ipv6)),
+                FaultTarget::Active(n) => {
+                    if self.fault_targets.len() <= k {
+                        self.fault_targets.resize(k + 1, None);
+                    }
+                    if self.fault_targets[k].is_none() {
+                        self.fault_targets[k] = self.daemon.wan(0).and_then(|(_, _, p)| p.addrs().nth(n));
+                    }
+                    self.fault_targets[k]
+                }
+            };
+            if target == Some(addr) {
+                match f.extra_ms {
+                    None => silent = true,
+                    Some(ms) => extra += ms,
+                }
+            }
+        }
+        (silent, extra)
+    }
+
+    /// The address a fault targeting `Active(n)` resolved to, by fault index.
+    pub fn fault_target(&self, k: usize) -> Option<IpAddr> {
+        self.fault_targets.get(k).copied().flatten()
     }
 
     /// Runs the world until `end`.

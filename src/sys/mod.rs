@@ -19,6 +19,9 @@
 //! | [`process`] | non-blocking child pipes, `waitpid(WNOHANG)` |
 //! | [`tun`] | TUN devices (`/dev/net/tun`), for the test rig |
 //! | [`netns`] | `setns(2)` for one thread, for the test rig |
+
+// Shell code: the pure-module bans of clippy.toml do not apply here.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 #![allow(unsafe_code)]
 
 /// Calls a `libc` function and maps a `-1` return to `io::Error::last_os_error()`

@@ -134,6 +134,11 @@ pub enum Command {
     GetMangleByComment(String),
     /// Cheap reachability and credentials check (reads the system identity).
     Probe,
+    /// Every queue-tree item's counters (`bytes`, `packets`, `dropped`, `queued-*`, `rate`)
+    /// in one request: REST `GET /rest/queue/tree?.proplist=…` (about 130 bytes per item),
+    /// console `/queue/tree print stats` (the vendor-documented form, ROUTEROS.md §4.3).
+    /// The caller picks its queues by name, so two queues cost one request.
+    ListQueueStats,
 }
 
 impl fmt::Display for Command {
@@ -153,6 +158,7 @@ impl fmt::Display for Command {
             }
             Command::GetMangleByComment(comment) => write!(f, "get mangle \"{comment}\""),
             Command::Probe => f.write_str("probe"),
+            Command::ListQueueStats => f.write_str("read queue counters"),
         }
     }
 }
@@ -222,6 +228,8 @@ pub enum Reply {
     },
     /// `GetQueueByName`/`GetQueueById`: the item, or `None` if there is no such item.
     Queue(Option<QueueStats>),
+    /// `ListQueueStats`: every queue-tree item, in the router's order.
+    Queues(Vec<QueueStats>),
     /// `GetMangleByComment`: the matching rules (possibly none).
     Mangle(Vec<MangleRule>),
     /// `SetMangleDisabled` done. REST: the matching rules in their new state; the console
@@ -479,6 +487,7 @@ enum Step {
     LookupQueue(Direction),
     PatchQueue(Direction, ItemId, IdSource),
     GetQueue,
+    ListQueues,
     ListMangle,
     PatchMangle(ItemId),
     Probe,
@@ -512,6 +521,8 @@ const MANGLE: &str = "/rest/ip/firewall/mangle";
 /// `/system identity`: the smallest authenticated read (one short string), and it exists
 /// on every RouterOS 7 device.
 const IDENTITY: &str = "/rest/system/identity";
+/// The fields `ListQueueStats` asks for (a list GET includes `.id` anyway).
+const QUEUE_STATS_PROPLIST: &str = "name,max-limit,rate,bytes,packets,dropped,queued-bytes,queued-packets";
 
 impl RestCall {
     /// Starts `command`; `ids` supplies cached queue ids.
@@ -523,6 +534,7 @@ impl RestCall {
             }
             Command::SetMangleDisabled { .. } | Command::GetMangleByComment(_) => Step::ListMangle,
             Command::Probe => Step::Probe,
+            Command::ListQueueStats => Step::ListQueues,
         };
         RestCall {
             command,
@@ -611,6 +623,7 @@ impl RestCall {
             (Step::GetQueue, Command::GetQueueByName(name) | Command::GetQueueConfigByName(name)) => {
                 get(format!("{QUEUE_TREE}?name={}", percent_encode(name)))
             }
+            (Step::ListQueues, _) => get(format!("{QUEUE_TREE}?.proplist={QUEUE_STATS_PROPLIST}")),
             (Step::ListMangle, _) => get(MANGLE.to_owned()),
             (Step::PatchMangle(id), _) => {
                 let disabled = matches!(self.command, Command::SetMangleDisabled { disabled: true, .. });
@@ -695,6 +708,15 @@ impl RestCall {
                     ids.remember_queue(name, *id);
                 }
                 Ok(Some(Reply::Queue(item)))
+            }
+            (Step::ListQueues, true) => {
+                let items = parse_queue_json(body)?;
+                for item in &items {
+                    if let (Some(id), Some(name)) = (item.id, &item.name) {
+                        ids.remember_queue(name, id);
+                    }
+                }
+                Ok(Some(Reply::Queues(items)))
             }
             (Step::ListMangle, true) => {
                 let rules = parse_mangle_json(body)?;
@@ -1063,6 +1085,7 @@ impl Command {
     ///   rules; REST has no regex filter, so only exact equality selects the same rules
     ///   over both transports (ROUTEROS.md §1.2 "keep them apart", §4.2, §4.4).
     /// * `Probe`: `/system identity print`.
+    /// * `ListQueueStats`: `/queue/tree print stats` (every item; the caller picks by name).
     pub fn cli_line(&self) -> Result<String, EncodeError> {
         Ok(match self {
             Command::SetQueueLimits { download, upload } => {
@@ -1084,6 +1107,7 @@ impl Command {
                 format!("/ip firewall mangle print where comment={}", quote(non_empty(comment)?)?)
             }
             Command::Probe => "/system identity print".to_owned(),
+            Command::ListQueueStats => "/queue/tree print stats".to_owned(),
         })
     }
 
@@ -1107,6 +1131,10 @@ impl Command {
             Command::GetMangleByComment(comment) => {
                 check_print(&text)?;
                 Ok(Reply::Mangle(select_mangle(parse_mangle_cli(&text), comment)))
+            }
+            Command::ListQueueStats => {
+                check_print(&text)?;
+                Ok(Reply::Queues(parse_queue_cli(&text)))
             }
             Command::Probe => {
                 if let Some(error) = cli_error(&text) {
@@ -1436,6 +1464,43 @@ mod tests {
 
     fn paths(reqs: &[RestRequest]) -> Vec<String> {
         reqs.iter().map(|r| format!("{} {}", r.method, r.path)).collect()
+    }
+
+    #[test]
+    fn list_queue_stats_is_one_get_with_a_proplist_and_learns_ids() {
+        let mut ids = IdCache::new();
+        let (sent, reply) = run(Command::ListQueueStats, &mut ids, &[(200, QUEUE_LIST)]);
+        assert_eq!(
+            paths(&sent),
+            [
+                "GET /rest/queue/tree?.proplist=name,max-limit,rate,bytes,packets,dropped,queued-bytes,queued-packets"
+            ]
+        );
+        let Ok(Reply::Queues(items)) = reply else { panic!("{reply:?}") };
+        let dl = items.iter().find(|q| q.name.as_deref() == Some(DL)).expect("download queue");
+        assert_eq!(
+            (dl.bytes, dl.dropped, dl.queued_bytes),
+            (Some(272_603_902_153), Some(48_213), Some(15_140))
+        );
+        assert_eq!((ids.queue(DL), ids.queue(UL)), (Some(ItemId(0x1000000)), Some(ItemId(0x1000001))));
+        // A proplist reply (only the asked-for fields) decodes too.
+        let (_, reply) =
+            run(Command::ListQueueStats, &mut ids, &[(200, r#"[{".id":"*7","name":"q","bytes":"12"}]"#)]);
+        let Ok(Reply::Queues(items)) = reply else { panic!("{reply:?}") };
+        assert_eq!((items[0].bytes, items[0].dropped), (Some(12), None));
+    }
+
+    #[test]
+    fn list_queue_stats_over_the_console_parses_every_item_of_print_stats() {
+        let cmd = Command::ListQueueStats;
+        assert_eq!(cmd.cli_line().as_deref(), Ok("/queue/tree print stats"));
+        let text = include_str!("../../tests/fixtures/routeros/cli/queue-tree-print-stats.txt");
+        let Ok(Reply::Queues(items)) = cmd.parse_cli_output(text.as_bytes()) else { panic!() };
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].name.as_deref(), Some(DL));
+        assert_eq!((items[0].bytes, items[0].queued_packets), (Some(272_603_902_153), Some(10)));
+        assert_eq!((items[1].name.as_deref(), items[1].bytes), (Some(UL), Some(31_977_410_982)));
+        assert!(cmd.parse_cli_output(b"bad command name print (line 1 column 13)\r\n").is_err());
     }
 
     #[test]

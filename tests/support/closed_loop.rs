@@ -13,7 +13,7 @@ use wanctl::rng::Rng;
 use wanctl::sim::Bottleneck;
 use wanctl::units::Bps;
 
-use super::fake_router::RateHandle;
+use super::fake_router::{FakeSsh, RateHandle};
 use super::reflector::Rig;
 
 /// Download capacity over time.
@@ -95,6 +95,8 @@ pub struct LinkOptions {
     pub buffer: Duration,
     /// Probability that an echo is lost.
     pub loss: f64,
+    /// From this second on, the demand is the second value (idle-then-load runs).
+    pub demand_from: Option<(f64, f64)>,
 }
 
 impl Default for LinkOptions {
@@ -105,7 +107,59 @@ impl Default for LinkOptions {
             demand_mbps: 1000.0,
             buffer: Duration::from_millis(600),
             loss: 0.0,
+            demand_from: None,
         }
+    }
+}
+
+/// The router side of the closed loop: where the shaper rate is read and the download
+/// queue's counters are written.
+pub trait Shaper {
+    /// The download queue's `max-limit` (bit/s).
+    fn max_limit(&self) -> Option<u64>;
+    /// Sets the download queue's counters.
+    fn set_counters(&self, bytes: u64, dropped: u64, queued_bytes: u64);
+    /// How often to read and write (a file-backed router is slower to touch).
+    fn poll_every(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl Shaper for RateHandle {
+    fn max_limit(&self) -> Option<u64> {
+        self.bps()
+    }
+
+    fn set_counters(&self, bytes: u64, dropped: u64, queued_bytes: u64) {
+        RateHandle::set_counters(self, bytes, dropped, queued_bytes);
+    }
+}
+
+/// The fake `ssh` console's state file as the router side (SSH transport tests).
+#[derive(Debug)]
+pub struct SshShaper<'a> {
+    /// The fake ssh.
+    pub ssh: &'a FakeSsh,
+    /// The download queue's name.
+    pub queue: &'a str,
+}
+
+impl Shaper for SshShaper<'_> {
+    fn max_limit(&self) -> Option<u64> {
+        self.ssh.queue_max_limit(self.queue)
+    }
+
+    fn set_counters(&self, bytes: u64, dropped: u64, queued_bytes: u64) {
+        self.ssh.update_state(|state| {
+            let q = &mut state["queues"][self.queue];
+            q["bytes"] = bytes.into();
+            q["dropped"] = dropped.into();
+            q["queued-bytes"] = queued_bytes.into();
+        });
+    }
+
+    fn poll_every(&self) -> Duration {
+        Duration::from_millis(20)
     }
 }
 
@@ -113,7 +167,7 @@ impl Default for LinkOptions {
 pub fn drive(
     rig: &Rig,
     reflectors: &[IpAddr],
-    router_rate: &RateHandle,
+    router_rate: &dyn Shaper,
     trace: &CapacityTrace,
     opts: &LinkOptions,
     duration: Duration,
@@ -131,6 +185,7 @@ pub fn drive(
     let mut samples = Vec::with_capacity((duration.as_millis() / 10) as usize + 1);
     let mut next_sample = 0.0;
     let mut next_tick = 0.0;
+    let (mut next_poll, mut next_counters, mut shaped) = (0.0, 0.0, 0u64);
     // Bounded: the loop ends at `duration`, each pass sleeps 2 ms.
     while start.elapsed() < duration {
         std::thread::sleep(Duration::from_millis(2));
@@ -139,8 +194,21 @@ pub fn drive(
         last = now;
         let t = now.duration_since(start).as_secs_f64();
         let cap = cap_at(t);
-        let shaped = router_rate.bps().unwrap_or(0);
-        let delay = link.step(dt, cap, opts.demand_mbps, Bps(shaped), opts.buffer);
+        if t >= next_poll {
+            next_poll = t + router_rate.poll_every().as_secs_f64();
+            shaped = router_rate.max_limit().unwrap_or(0);
+        }
+        let demand = match opts.demand_from {
+            Some((from, d)) if t >= from => d,
+            _ => opts.demand_mbps,
+        };
+        let delay = link.step(dt, cap, demand, Bps(shaped), opts.buffer);
+        // The download queue's counters count what the line delivered through the shaper
+        // (the router's ingress shaper sits after the line), as the simulator's model does.
+        if t >= next_counters {
+            next_counters = t + router_rate.poll_every().as_secs_f64().max(0.05);
+            router_rate.set_counters((link.delivered_bits / 8.0) as u64, 0, 0);
+        }
         for r in reflectors {
             let jitter = (rng.normal() * opts.jitter_ms).abs();
             let d = opts.base_rtt_ms + delay + jitter;

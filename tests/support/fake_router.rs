@@ -150,6 +150,12 @@ pub enum Fault {
     Chunked,
     /// The next `n` requests get `Status500`, then service is normal again.
     FailNext(u32),
+    /// Answer with a status line and then header lines without end (up to 8 MiB, or until
+    /// the client closes).
+    HugeHeaders,
+    /// Answer `200` with `Transfer-Encoding: chunked` and chunks without end (up to 64 MiB,
+    /// or until the client closes).
+    EndlessChunked,
 }
 
 /// One request as the server received it.
@@ -729,6 +735,21 @@ impl RateHandle {
         let model = lock(&self.shared.model);
         model.queue_by_name(&self.name).and_then(|q| q.get("max-limit")).and_then(|v| v.parse().ok())
     }
+
+    /// Sets the queue's counters (what a link model delivered through it); pair with
+    /// `set_counter_step(0, 0)` so reads do not move them on by themselves.
+    pub fn set_counters(&self, bytes: u64, dropped: u64, queued_bytes: u64) {
+        let mut model = lock(&self.shared.model);
+        let Some(i) =
+            model.queues.iter().position(|q| q.get("name").map(String::as_str) == Some(self.name.as_str()))
+        else {
+            return;
+        };
+        let q = &mut model.queues[i];
+        for (key, value) in [("bytes", bytes), ("dropped", dropped), ("queued-bytes", queued_bytes)] {
+            q.insert(key.into(), value.to_string());
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -901,6 +922,28 @@ fn serve_requests(shared: &Shared, conn: &mut Conn, number: u64) {
                 Fault::Garbage => {
                     let _ = conn.write_all(GARBAGE);
                     let _ = conn.flush();
+                    return;
+                }
+                Fault::HugeHeaders => {
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\n");
+                    let line = format!("X-Filler: {}\r\n", "a".repeat(1000));
+                    // Bounded: at most 8 MiB, and a write error (the client closed) ends it.
+                    for _ in 0..8192 {
+                        if shared.stopped() || conn.write_all(line.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                    return;
+                }
+                Fault::EndlessChunked => {
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+                    let chunk = format!("400\r\n{}\r\n", " ".repeat(1024));
+                    // Bounded: at most 64 MiB, and a write error (the client closed) ends it.
+                    for _ in 0..65_536 {
+                        if shared.stopped() || conn.write_all(chunk.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
                     return;
                 }
                 Fault::Refuse => return,
@@ -1840,6 +1883,23 @@ impl FakeSsh {
         fs::write(&tmp, serde_json::to_vec_pretty(state).expect("fake ssh: serialise state"))
             .expect("fake ssh: write state");
         fs::rename(&tmp, &self.state).expect("fake ssh: replace state");
+    }
+
+    /// Changes the state under the lock the fake `ssh` processes take (`state.json.lock`),
+    /// so a concurrent `set` is neither lost nor overwritten.
+    pub fn update_state(&self, change: impl FnOnce(&mut Value)) {
+        let lock_path = self.dir.join("state.json.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&lock_path)
+            .expect("fake ssh: open state lock");
+        let _guard = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .expect("fake ssh: lock state");
+        let mut state = self.state();
+        change(&mut state);
+        self.write_state(&state);
     }
 
     /// `max-limit` of queue `name` in bits/s.
