@@ -1,14 +1,15 @@
 # Targets stay short; logic lives in scripts (cross/, .ci/).
 CARGO ?= cargo
 SIM_SEED ?=
-# cross/dist: one Rust target triple or several (default: all three shipped targets).
-TARGET ?= x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf
+# cross/dist/packages: one Rust target triple or several (default: all five shipped targets).
+TARGET ?= x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf \
+	mipsel-unknown-linux-musl mips-unknown-linux-musl
 # install: GNU-style; BINARY= installs a given file (e.g. from dist/) instead of building.
 PREFIX ?= /usr/local
 DESTDIR ?=
 BINARY ?=
 
-.PHONY: all build check test-deps test lint fmt fmt-check purity sim demo bench fuzz soak size cross dist install clean
+.PHONY: all build check test-deps test lint fmt fmt-check purity sim demo bench fuzz soak size cross cross-test bloat dist packages install clean
 
 all: build
 
@@ -63,7 +64,7 @@ soak:
 	$(CARGO) build --release
 	SOAK_SECS=$(SOAK_SECS) $(CARGO) test --release --test integration -- --ignored --nocapture --test-threads=1 soak_
 
-## size: stripped release binary, with and without TLS, against the 6 MiB budget
+## size: the host's release binary (not shipped), with and without TLS; shipped sizes: make cross
 size:
 	@CARGO="$(CARGO)" sh cross/size.sh
 
@@ -71,9 +72,22 @@ size:
 cross:
 	bash cross/build.sh $(TARGET)
 
-## dist: cross binaries as dist/wanctl-<version>-<target> plus .sha256 files
+## cross-test: the library's unit tests for TARGET under qemu (minutes per target)
+cross-test:
+	bash cross/build.sh --test $(TARGET)
+
+## bloat: bytes per crate of each TARGET's release binary (an unstripped build in target/cross-bloat)
+bloat:
+	bash cross/build.sh --bloat $(TARGET)
+
+## packages: .deb, OpenWrt .ipk, Alpine .apk per TARGET in dist/, reproducible (cross/README.md)
+packages: cross
+	bash cross/package.sh $(TARGET)
+
+## dist: cross binaries as dist/wanctl-<version>-<target> plus .sha256 files, and the packages
 dist: cross
 	sh cross/dist.sh $(TARGET)
+	bash cross/package.sh $(TARGET)
 
 ## install: binary, links, example configs, units, init scripts (PREFIX, DESTDIR, BINARY)
 install:

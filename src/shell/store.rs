@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
@@ -495,8 +495,9 @@ pub struct Reader {
     path: PathBuf,
     has_table: bool,
     /// Set for the loop's reader ([`Reader::open_bounded`]): statements stop at this
-    /// CLOCK_MONOTONIC instant (µs).
-    deadline_us: Option<Arc<AtomicU64>>,
+    /// CLOCK_MONOTONIC instant (µs). A mutex rather than an `AtomicU64`: 32-bit MIPS has
+    /// no 64-bit atomics, and nothing contends for it (one thread).
+    deadline_us: Option<Arc<Mutex<u64>>>,
 }
 
 /// SQLite virtual-machine instructions between two deadline checks of a bounded reader:
@@ -532,11 +533,12 @@ impl Reader {
     /// given to [`Reader::set_deadline`]. `clock` is `sys::clock::now` in the daemon.
     pub fn open_bounded(path: &Path, clock: fn() -> Instant) -> Result<Reader, StoreError> {
         let mut reader = Self::open_with(path, Duration::ZERO)?;
-        let deadline = Arc::new(AtomicU64::new(u64::MAX));
+        let deadline = Arc::new(Mutex::new(u64::MAX));
         let seen = Arc::clone(&deadline);
         reader.conn.progress_handler(
             PROGRESS_OPS,
-            Some(move || clock().as_micros() >= seen.load(Ordering::Relaxed)),
+            // A poisoned lock (impossible: the binary aborts on panic) stops the statement.
+            Some(move || seen.lock().map_or(true, |d| clock().as_micros() >= *d)),
         );
         reader.deadline_us = Some(deadline);
         Ok(reader)
@@ -562,7 +564,7 @@ impl Reader {
     /// Statements of a bounded reader stop at `deadline` (no effect on [`Reader::open`]).
     pub fn set_deadline(&self, deadline: Instant) {
         if let Some(d) = &self.deadline_us {
-            d.store(deadline.as_micros(), Ordering::Relaxed);
+            *d.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = deadline.as_micros();
         }
     }
 

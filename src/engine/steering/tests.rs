@@ -602,3 +602,241 @@ fn health_after_a_transition_has_the_iso_time_and_codes() {
         assert_eq!(state_code(s), code);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The shipped Grafana dashboard and Prometheus rules against what the daemons export
+// ---------------------------------------------------------------------------------------
+
+/// Every series both expositions print, by sample name (histograms as `_bucket`, `_sum`,
+/// `_count`), and every label key they use.
+fn exported_series() -> (std::collections::BTreeSet<String>, std::collections::BTreeSet<String>) {
+    use crate::engine::health::{LoadSnapshot, ReflectorSnapshot, Snapshot, WanSnapshot};
+    let mut router_latency = crate::engine::stats::Histogram::default();
+    router_latency.record(Duration::from_millis(30));
+    let wan = WanSnapshot {
+        load: LoadSnapshot {
+            status: "ok",
+            law: "load",
+            download_mbps: Some(850.0),
+            upload_mbps: Some(35.0),
+            reads: 10,
+            failures: 0,
+            resets: 0,
+        },
+        quorum: (1, 1),
+        name: "wan1".into(),
+        baseline_rtt_ms: 20.0,
+        load_rtt_ms: 25.0,
+        last_rtt_ms: Some(25.0),
+        download: (900.0, "GREEN"),
+        upload: (40.0, "GREEN"),
+        zone_codes: (1, 1),
+        is_reachable: true,
+        router_failures: 0,
+        last_failure_type: None,
+        last_failure_time: None,
+        outage_duration_seconds: None,
+        transport: Some("rest"),
+        router_updates: 1,
+        router_write_failures: 0,
+        rate_limit_events: 0,
+        ping_failures: 0,
+        cycles: 10,
+        reflectors: vec![ReflectorSnapshot {
+            host: "1.1.1.1".into(),
+            srtt_ms: Some(12.0),
+            last_rtt_ms: Some(12.0),
+            loss: 0.0,
+            sent: 10,
+            received: 10,
+            state: "active",
+            baseline_ms: Some(11.0),
+            offset_ms: Some(1.0),
+            jitter_ms: Some(0.5),
+        }],
+        router_latency,
+    };
+    let snap = Snapshot {
+        uptime_seconds: 1.0,
+        version: "0.1.0",
+        consecutive_failures: 0,
+        wans: vec![wan],
+        pid: 1,
+        tick_late_us: (0, 0, 0),
+        ticks: (10, 0),
+        lateness: Default::default(),
+    };
+    // Steering with the confidence controller and one confirmed transition: every family.
+    let mut c = cfg();
+    c.confidence = Some(confidence(true));
+    let mut r = Rig::new(&c);
+    r.red();
+    r.red();
+    r.answer(Ok(true));
+    let text = crate::engine::metrics::render(&snap) + &r.e.metrics_text();
+    let (mut names, mut labels) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let end = line.find(['{', ' ']).expect("sample line");
+        names.insert(line[..end].to_string());
+        if let Some(inner) = line[end..].strip_prefix('{').and_then(|s| s.split_once('}')).map(|(i, _)| i) {
+            for pair in inner.split("\",") {
+                labels.insert(pair.split_once('=').expect("label pair").0.to_string());
+            }
+        }
+    }
+    (names, labels)
+}
+
+/// Identifiers in `s` that start with `prefix` (letters, digits, `_`).
+fn idents_with_prefix(s: &str, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(prefix) {
+        let before_ok = rest[..i].chars().last().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        let tail = &rest[i..];
+        let body = &tail[prefix.len()..];
+        let len = prefix.len()
+            + body.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(body.len());
+        if before_ok {
+            out.push(tail[..len].to_string());
+        }
+        rest = &tail[len..];
+    }
+    out
+}
+
+/// Label keys a PromQL expression names: matchers (`key="…"`, `=~`, `!=`, `!~`) and
+/// `by (…)` / `without (…)` lists.
+fn promql_label_keys(expr: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let b = expr.as_bytes();
+    for (i, _) in expr.match_indices(['=', '!']) {
+        let op_len = match (b[i], b.get(i + 1)) {
+            (b'=', Some(b'~')) | (b'!', Some(b'~')) | (b'!', Some(b'=')) => 2,
+            (b'=', Some(b'"')) => 1,
+            _ => continue,
+        };
+        if b.get(i + op_len) != Some(&b'"') || (i > 0 && matches!(b[i - 1], b'=' | b'!' | b'<' | b'>')) {
+            continue;
+        }
+        let start = expr[..i].rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |p| p + 1);
+        keys.push(expr[start..i].to_string());
+    }
+    for kw in ["by (", "by(", "without (", "without(", "on (", "on(", "ignoring (", "ignoring("] {
+        for (i, _) in expr.match_indices(kw) {
+            if expr[..i].chars().last().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue; // part of a longer word, e.g. a function name
+            }
+            let list = &expr[i + kw.len()..];
+            let list = &list[..list.find(')').expect("closing parenthesis")];
+            keys.extend(list.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()));
+        }
+    }
+    keys
+}
+
+/// `{{ $labels.key }}` (rules) and `{{key}}` (Grafana legends) in a template string.
+fn template_label_keys(s: &str) -> Vec<String> {
+    let mut keys = idents_with_prefix(s, "$labels.");
+    for k in &mut keys {
+        *k = k.trim_start_matches("$labels.").to_string();
+    }
+    let mut rest = s;
+    while let Some(i) = rest.find("{{") {
+        let inner = &rest[i + 2..];
+        let Some(j) = inner.find("}}") else { break };
+        let k = inner[..j].trim();
+        if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            keys.push(k.to_string());
+        }
+        rest = &inner[j..];
+    }
+    keys
+}
+
+fn check_queries(file: &str, queries: &[String], templates: &[String]) -> std::collections::BTreeSet<String> {
+    let (names, labels) = exported_series();
+    // Labels Prometheus adds to every scraped series.
+    let target_labels = ["instance", "job", "__name__"];
+    let mut used = std::collections::BTreeSet::new();
+    let mut bad = Vec::new();
+    for q in queries {
+        for n in idents_with_prefix(q, "wanctl_") {
+            if !names.contains(&n) {
+                bad.push(format!("metric {n} in `{q}`"));
+            }
+            used.insert(n);
+        }
+        for k in promql_label_keys(q) {
+            if !labels.contains(&k) && !target_labels.contains(&k.as_str()) {
+                bad.push(format!("label {k} in `{q}`"));
+            }
+        }
+    }
+    for t in templates {
+        for k in template_label_keys(t) {
+            if !labels.contains(&k) && !target_labels.contains(&k.as_str()) {
+                bad.push(format!("label {k} in template `{t}`"));
+            }
+        }
+    }
+    assert!(!queries.is_empty(), "{file}: no queries found");
+    assert!(
+        bad.is_empty(),
+        "{file} names what wanctl does not export:\n{}\nexported: {names:?} labels: {labels:?}",
+        bad.join("\n")
+    );
+    used
+}
+
+// The files are compiled in (pure code reads no files at run time); editing one rebuilds.
+const DASHBOARD: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/config/grafana/wanctl.json"));
+const RULES: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/config/prometheus/wanctl-rules.yml"));
+
+#[test]
+fn grafana_dashboard_queries_every_exported_series_and_nothing_else() {
+    fn walk(v: &serde_json::Value, key: &str, queries: &mut Vec<String>, templates: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| walk(v, k, queries, templates)),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, key, queries, templates)),
+            serde_json::Value::String(s) if matches!(key, "expr" | "query" | "definition") => {
+                queries.push(s.clone())
+            }
+            serde_json::Value::String(s) if key == "legendFormat" => templates.push(s.clone()),
+            _ => {}
+        }
+    }
+    let file = "config/grafana/wanctl.json";
+    let dash: serde_json::Value = serde_json::from_str(DASHBOARD).expect("dashboard is JSON");
+    assert_eq!(dash["uid"], "wanctl");
+    let (mut queries, mut templates) = (Vec::new(), Vec::new());
+    walk(&dash["panels"], "", &mut queries, &mut templates);
+    walk(&dash["templating"], "", &mut queries, &mut templates);
+    let used = check_queries(file, &queries, &templates);
+    let (names, _) = exported_series();
+    let missing: Vec<&String> = names.difference(&used).collect();
+    assert!(missing.is_empty(), "{file} shows no panel for {missing:?}");
+}
+
+#[test]
+fn prometheus_rules_query_only_exported_series() {
+    let file = "config/prometheus/wanctl-rules.yml";
+    let doc: serde_yaml::Value = serde_yaml::from_str(RULES).expect("rules are YAML");
+    let (mut queries, mut templates) = (Vec::new(), Vec::new());
+    let groups = doc["groups"].as_sequence().expect("groups");
+    for rule in groups.iter().flat_map(|g| g["rules"].as_sequence().expect("rules").iter()) {
+        assert!(rule["alert"].as_str().is_some_and(|a| a.starts_with("Wanctl")), "{rule:?}");
+        queries.push(rule["expr"].as_str().expect("expr").to_string());
+        for section in ["labels", "annotations"] {
+            for (_, v) in rule[section].as_mapping().into_iter().flatten() {
+                templates.push(v.as_str().expect("string").to_string());
+            }
+        }
+    }
+    let used = check_queries(file, &queries, &templates);
+    for family in
+        ["wanctl_router_reachable", "wanctl_state", "wanctl_cycles_total", "wanctl_steering_enabled"]
+    {
+        assert!(used.contains(family), "{file}: no rule on {family}");
+    }
+}
