@@ -562,6 +562,9 @@ impl Daemon {
                 self.outputs.push_back(Output::ReadQueues { wan: i });
             }
             s.prober.on_tick(now);
+            // The pool's housekeeping (replacements, quorum) ran in on_tick: log it now, not
+            // a tick later (a shutdown in between would lose the line).
+            Self::drain_events(s, now);
             while let Some(probe) = s.prober.poll_send(now) {
                 self.stats.probes_sent += 1;
                 self.outputs.push_back(Output::SendEcho { wan: i, probe });
