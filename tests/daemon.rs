@@ -194,6 +194,16 @@ fn sighup_reloads_a_changed_config_and_keeps_running_on_a_broken_one() {
     std::fs::write(&cfg, "wan_name: [broken\n").expect("break config");
     run.signal(Signal::SIGHUP);
     assert!(run.wait_for_log("reload rejected", Duration::from_secs(3)), "{}", run.log());
+    // Issue 18: a new host name is refused without a DNS lookup on the loop.
+    std::fs::write(&cfg, config(&dir, &[FAST], 200).replace("\"198.18.0.1\"", "\"new-reflector.example\""))
+        .expect("new name");
+    run.signal(Signal::SIGHUP);
+    assert!(
+        run.wait_for_log("is a new name and a reload never looks names up", Duration::from_secs(3)),
+        "{}",
+        run.log()
+    );
+
     std::thread::sleep(Duration::from_millis(300));
     assert!(run.child.try_wait().expect("try_wait").is_none(), "still running after a broken reload");
 

@@ -1037,12 +1037,17 @@ fn reload(files: &[String], ios: &[WanIo]) -> Result<Vec<WanSetup>, String> {
         }
         let mut reflectors = Vec::new();
         for host in cfg.monitoring.pool_hosts() {
-            // Names known from startup are not looked up again; only a new name costs a
-            // (blocking) DNS lookup on the loop, bounded by the resolver's own timeout.
+            // A reload never resolves DNS on the control loop (issue 18): names known from
+            // startup keep their addresses, IP literals need no lookup, and a new name is
+            // refused with the way out.
             let known = io.resolved.iter().find(|(h, _)| h == host).map(|(_, ip)| *ip);
-            let ip = match known {
-                Some(ip) => ip,
-                None => resolve(host).map_err(|e| format!("{file}: resolve ping host {host}: {e}"))?,
+            let ip = match (known, host.parse::<IpAddr>()) {
+                (Some(ip), _) | (None, Ok(ip)) => ip,
+                (None, Err(_)) => {
+                    return Err(format!(
+                        "{file}: ping host {host} is a new name and a reload never looks names up (it would block the control loop); use its IP address or restart wanctl"
+                    ));
+                }
             };
             if !io.sockets.iter().any(|s| s.family == family_of(ip)) {
                 return Err(format!(
