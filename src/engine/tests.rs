@@ -358,6 +358,24 @@ fn issue_18_restored_streaks_at_u32_max_saturate_instead_of_overflowing() {
     assert_eq!(up.red_streak, u32::MAX);
 }
 
+#[test]
+fn issue_13_a_direction_that_is_not_adaptive_stays_at_its_ceiling_but_reports_its_zone() {
+    let mut cfg = dl(940.0, [550.0, 350.0, 275.0, 200.0], 10.0, 0.85);
+    cfg.adaptive = false;
+    let mut q = QueueController::new(cfg);
+    for _ in 0..10 {
+        let a = q.adjust_4state(120.0, T, false);
+        assert_eq!(a.zone, Zone::Red, "still measured and reported");
+        assert_eq!(a.rate, mbps(940.0), "never moved from the ceiling");
+    }
+    let mut u = QueueController::new(dl(40.0, [10.0, 10.0, 10.0, 10.0], 1.0, 0.9));
+    let mut fixed = dl(40.0, [10.0, 10.0, 10.0, 10.0], 1.0, 0.9);
+    fixed.adaptive = false;
+    let mut uf = QueueController::new(fixed);
+    let (a, b) = (u.adjust_3state(60.0, T), uf.adjust_3state(60.0, T));
+    assert!(a.rate < mbps(40.0) && b.rate == mbps(40.0) && b.zone == Zone::Red);
+}
+
 mod daemon {
     use core::net::{IpAddr, Ipv4Addr};
     use std::time::Duration;
