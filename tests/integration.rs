@@ -1,6 +1,7 @@
 //! The one integration-test binary (as ripgrep): each module below is a test area.
 
 mod bench;
+mod check_router;
 mod cli;
 mod config_files;
 mod contract;

@@ -1,6 +1,7 @@
 //! The shell: thin I/O around the pure engine. No policy lives here: it reads the clock
 //! once per wakeup, moves bytes between sockets and the engine, and executes outputs.
 
+pub mod check_router;
 pub mod event_loop;
 pub mod files;
 pub mod history_cli;
