@@ -287,6 +287,8 @@ fn sim(args: &SimArgs) -> ExitCode {
             "\nRecovery bought with writes (median and worst over seeds {seeds:?}; 'load' = queue counters, 'rtt' = RTT-only law):"
         );
         print!("{}", scenarios::tradeoff(&seeds));
+        println!();
+        print!("{}", crate::sim::hysteresis::table(seeds[0]));
     }
     if bad.is_empty() {
         println!("\nall invariants held");
