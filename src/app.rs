@@ -44,6 +44,24 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             }
         };
     }
+    if argv0 == Some("wanctl-check-router") {
+        let mut p = lexopt::Parser::from_args(args.into_iter().skip(1));
+        return match cli::parse_check_router(&mut p) {
+            Ok(Command::CheckRouter { files, json }) => check_router(&files, json),
+            Ok(Command::Version) => {
+                println!("{}", crate::version_long());
+                ExitCode::SUCCESS
+            }
+            Ok(_) => {
+                print!("{}", cli::HELP);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let rest = args.into_iter().skip(1).collect();
     let cmd = match cli::parse(rest) {
         Ok(c) => c,
@@ -77,7 +95,64 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
         Command::History(args) => ExitCode::from(crate::shell::history_cli::main(args)),
         Command::Steering(args) => steering(&args),
+        Command::CheckRouter { files, json } => check_router(&files, json),
     }
+}
+
+/// `check-router`: load every file (any problem: exit 2 before touching the router), then
+/// audit each file's router read-only; exit 0 / 1 (warnings) / 2 (errors).
+fn check_router(files: &[String], json: bool) -> ExitCode {
+    use crate::engine::audit;
+    let mut loaded = Vec::new();
+    let mut bad = false;
+    for file in files {
+        match read(file).and_then(|t| config::parse(&t, file, &env_lookup).map_err(|e| e.to_string())) {
+            Ok(l) => loaded.push((file, l.config)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                bad = true;
+            }
+        }
+    }
+    if bad {
+        return ExitCode::from(2);
+    }
+    let mut worst = 0u8;
+    let mut reports = Vec::new();
+    for (file, cfg) in &loaded {
+        let (router, timeout, target) = crate::shell::check_router::target_of(cfg);
+        let findings = crate::shell::check_router::audit(&router, timeout, target);
+        let code = audit::exit_code_of(&findings);
+        worst = worst.max(code);
+        if json {
+            reports.push(serde_json::json!({
+                "config": file,
+                "router": format!("{}:{}", router.host, router.port),
+                "transport": crate::engine::router::transport_name(router.transport),
+                "exit": code,
+                "findings": audit::findings_json(&findings),
+            }));
+        } else {
+            println!(
+                "{file}: router {}:{} over {}",
+                router.host,
+                router.port,
+                crate::engine::router::transport_name(router.transport)
+            );
+            print!("{}", audit::render_text(&findings));
+        }
+    }
+    if json {
+        println!("{}", serde_json::json!({ "exit": worst, "configs": reports }));
+    } else {
+        let verdict = match worst {
+            0 => "all checks passed",
+            1 => "warnings found",
+            _ => "errors found",
+        };
+        println!("{verdict}");
+    }
+    ExitCode::from(worst)
 }
 
 /// A config file: regular, at most `config::MAX_CONFIG_BYTES`, opened without blocking
@@ -226,6 +301,8 @@ fn sim(args: &SimArgs) -> ExitCode {
             "\nRecovery bought with writes (median and worst over seeds {seeds:?}; 'load' = queue counters, 'rtt' = RTT-only law):"
         );
         print!("{}", scenarios::tradeoff(&seeds));
+        println!();
+        print!("{}", crate::sim::hysteresis::table(seeds[0]));
     }
     if bad.is_empty() {
         println!("\nall invariants held");

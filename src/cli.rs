@@ -25,6 +25,14 @@ pub enum Command {
     History(Vec<OsString>),
     /// `steering --config FILE` (also argv[0] `wanctl-steering`).
     Steering(RunArgs),
+    /// `check-router --config FILE... [--json]` (also argv[0] `wanctl-check-router`):
+    /// read-only audit of the router side.
+    CheckRouter {
+        /// Autorate and/or steering config files.
+        files: Vec<String>,
+        /// `--json`.
+        json: bool,
+    },
     /// `--version`.
     Version,
     /// `--help`.
@@ -102,7 +110,7 @@ const FLAGS: &[&str] = &[
     "--version",
     "--help",
 ];
-const SUBCOMMANDS: &[&str] = &["check-config", "sim", "demo", "history", "steering"];
+const SUBCOMMANDS: &[&str] = &["check-config", "check-router", "sim", "demo", "history", "steering"];
 
 /// The help text.
 pub const HELP: &str = "\
@@ -114,6 +122,11 @@ USAGE:
     wanctl --config FILE [FILE...] --oneshot                          one cycle, exit 0 (original)
     wanctl --config FILE [FILE...] --validate-config                  the original's report
     wanctl check-config FILE...        validate autorate and steering files (exit 0 / 2)
+    wanctl check-router --config FILE... [--json]
+                                       read-only audit of the router: API, credentials,
+                                       policy, version, queues, CAKE types, mangle rule;
+                                       fix lines; exit 0 / 1 warnings / 2 errors
+                                       (also as `wanctl-check-router`)
     wanctl steering --config FILE [--debug] [--dry-run]
                                        the steering daemon (also as `wanctl-steering`)
     wanctl demo [--scenario NAME] [--speed X] [--fast] [--svg FILE] [--seed N]
@@ -182,6 +195,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
                     "demo" => parse_demo(&mut p),
                     "history" => Ok(Command::History(p.raw_args()?.collect())),
                     "steering" => parse_steering(&mut p),
+                    "check-router" => parse_check_router(&mut p),
                     other => Err(UsageError(format!(
                         "unknown command {other:?}{}; see wanctl --help",
                         suggest(other, SUBCOMMANDS)
@@ -252,6 +266,36 @@ pub fn parse_steering(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         return Err(UsageError("steering: expected exactly one --config FILE".into()));
     }
     Ok(Command::Steering(run))
+}
+
+/// `check-router --config FILE [FILE...] [--json]`.
+pub fn parse_check_router(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    use lexopt::prelude::*;
+    let mut files = Vec::new();
+    let mut json = false;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("config") | Short('c') => {
+                for v in p.values()? {
+                    files.push(v.to_string_lossy().into_owned());
+                }
+            }
+            Long("json") => json = true,
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Long("version") | Short('V') => return Ok(Command::Version),
+            Long(flag) => {
+                return Err(UsageError(format!(
+                    "check-router: unknown option --{flag}{}",
+                    suggest(&format!("--{flag}"), &["--config", "--json"])
+                )));
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    if files.is_empty() {
+        return Err(UsageError("check-router: expected --config FILE".into()));
+    }
+    Ok(Command::CheckRouter { files, json })
 }
 
 fn parse_demo(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
@@ -335,6 +379,16 @@ mod tests {
         assert!(e.0.contains("did you mean --once?"), "{e}");
         let e = parse_str("chek-config x").unwrap_err();
         assert!(e.0.contains("check-config"), "{e}");
+    }
+
+    #[test]
+    fn check_router_takes_configs_and_json() {
+        assert_eq!(
+            parse_str("check-router --config a.yaml b.yaml --json"),
+            Ok(Command::CheckRouter { files: vec!["a.yaml".into(), "b.yaml".into()], json: true })
+        );
+        assert!(parse_str("check-router").unwrap_err().0.contains("--config"));
+        assert!(parse_str("check-router --jsn").unwrap_err().0.contains("--json"));
     }
 
     #[test]

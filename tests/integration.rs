@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod bench;
+mod check_router;
 mod cli;
 mod config_files;
 mod contract;

@@ -222,6 +222,21 @@ pub struct Thresholds {
     pub baseline_min_ms: f64,
     /// Upper bound, see `baseline_min_ms`.
     pub baseline_max_ms: f64,
+    /// `dwell_cycles` (upstream 1.24): cycles above `target_bloat_ms` before GREEN→YELLOW
+    /// is confirmed (0 or 1: at once, the 1.7/1.8 behaviour and our default).
+    pub dwell_cycles: u32,
+    /// `deadband_ms` (upstream 1.24): YELLOW→GREEN needs the delta below `target −
+    /// min(deadband, target/2)` (0: at `target`, our default).
+    pub deadband_ms: f64,
+    /// `accel_confirm_cycles` (upstream 1.24): consecutive spike cycles before a spike
+    /// forces RED (1: the first, our default).
+    pub accel_confirm_cycles: u32,
+    /// `continuous_monitoring.upload.target_bloat_ms` (upstream): the upload's own
+    /// GREEN→YELLOW threshold; `None` uses `target_bloat_ms`.
+    pub upload_target_bloat_ms: Option<f64>,
+    /// `continuous_monitoring.upload.warn_bloat_ms` (upstream): the upload's own
+    /// YELLOW→RED threshold; `None` uses `warn_bloat_ms`.
+    pub upload_warn_bloat_ms: Option<f64>,
 }
 
 /// What to do when every ICMP probe of a cycle failed but the path still works.

@@ -1879,3 +1879,45 @@ mod reflector_pool_tests {
         assert!(text.contains("continuous_monitoring.reflectors.idle_rate_hz"), "{text}");
     }
 }
+
+#[test]
+fn upstream_hysteresis_and_upload_threshold_keys_load() {
+    let th = "continuous_monitoring.thresholds";
+    let text = set(
+        &set(&set(AUTORATE, &format!("{th}.dwell_cycles"), "5"), &format!("{th}.deadband_ms"), "3.0"),
+        &format!("{th}.accel_confirm_cycles"),
+        "3",
+    );
+    let text = set(
+        &set(&text, "continuous_monitoring.upload.target_bloat_ms", "12"),
+        "continuous_monitoring.upload.warn_bloat_ms",
+        "30",
+    );
+    let l = ok(&text);
+    assert!(l.warnings.is_empty(), "{:?}", warnings(&l));
+    let t = &l.config.monitoring.thresholds;
+    assert_eq!((t.dwell_cycles, t.deadband_ms, t.accel_confirm_cycles), (5, 3.0, 3));
+    assert_eq!((t.upload_target_bloat_ms, t.upload_warn_bloat_ms), (Some(12.0), Some(30.0)));
+    // Defaults keep the original's behaviour.
+    let t = ok(AUTORATE).config.monitoring.thresholds;
+    assert_eq!((t.dwell_cycles, t.deadband_ms, t.accel_confirm_cycles), (0, 0.0, 1));
+    assert_eq!((t.upload_target_bloat_ms, t.upload_warn_bloat_ms), (None, None));
+    // Upload ordering is checked against the fallbacks.
+    let e = only_error(autorate(&set(AUTORATE, "continuous_monitoring.upload.target_bloat_ms", "60")));
+    assert_eq!(e.path, "continuous_monitoring.upload.warn_bloat_ms");
+}
+
+#[test]
+fn upstream_ping_source_ip_is_the_probe_source() {
+    let l = ok(&set(AUTORATE, "ping_source_ip", "\"192.0.2.7\""));
+    assert_eq!(l.config.monitoring.binding.source.as_deref(), Some("192.0.2.7"));
+    assert!(ok(&set(AUTORATE, "ping_source_ip", "\"\"")).config.monitoring.binding.source.is_none());
+    let e = only_error(autorate(&set(AUTORATE, "ping_source_ip", "eth0")));
+    assert_eq!(e.path, "ping_source_ip");
+    let both = set(
+        &set(AUTORATE, "ping_source_ip", "\"192.0.2.7\""),
+        "continuous_monitoring.probe_binding.source",
+        "\"192.0.2.8\"",
+    );
+    assert!(only_error(autorate(&both)).problem.contains("conflicts"));
+}

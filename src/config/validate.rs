@@ -553,14 +553,55 @@ fn monitoring(m: &mut Map<'_>, r: &mut Report) -> Option<Monitoring> {
     dm.finish(r);
     let mut um = cm.get("upload").required_map(r);
     let upload = direction(&mut um, r, false);
+    let ul_path = um.child_path("warn_bloat_ms");
+    let (ul_target, ul_warn) = upload_thresholds(&mut um, r);
     um.finish(r);
 
     let mut tm = cm.get("thresholds").required_map(r);
     let thresholds = thresholds(&mut tm, r);
     tm.finish(r);
+    let thresholds = thresholds.map(|mut t| {
+        t.upload_target_bloat_ms = ul_target.flatten();
+        t.upload_warn_bloat_ms = ul_warn.flatten();
+        // (A bad upload value was reported where it was read.)
+        let (lo, hi) = (
+            t.upload_target_bloat_ms.unwrap_or(t.target_bloat_ms),
+            t.upload_warn_bloat_ms.unwrap_or(t.warn_bloat_ms),
+        );
+        if (t.upload_target_bloat_ms.is_some() || t.upload_warn_bloat_ms.is_some()) && lo >= hi {
+            r.error(
+                &ul_path,
+                format!(
+                    "upload warn_bloat_ms ({}) must be greater than its target_bloat_ms ({})",
+                    fmt_plain(hi),
+                    fmt_plain(lo)
+                ),
+            );
+        }
+        t
+    });
 
     let fallback = fallback_checks(&mut cm, r);
     let binding = probe_binding(&mut cm, r);
+    // Upstream 1.22's top-level `ping_source_ip` is our `probe_binding.source`.
+    let psi_path = m.child_path("ping_source_ip");
+    let binding = match (binding, m.opt_str(r, "ping_source_ip")) {
+        (Some(b), Some(Some(ip))) if !ip.is_empty() => {
+            if !(rules::is_ipv4_literal(ip) || rules::is_ipv6_literal(ip)) {
+                r.error(&psi_path, format!("expected an IPv4 or IPv6 address, got {ip:?}"));
+                None
+            } else if b.source.as_deref().is_some_and(|s| s != ip) {
+                r.error(
+                    &psi_path,
+                    "conflicts with continuous_monitoring.probe_binding.source; set one of them",
+                );
+                None
+            } else {
+                Some(ProbeBinding { source: Some(ip.to_string()), ..b })
+            }
+        }
+        (b, _) => b,
+    };
     let load = load_control(&mut cm, r);
     let pool = reflector_pool(&mut cm, r);
     let budget = cm.opt_num(
@@ -958,6 +999,10 @@ fn thresholds(tm: &mut Map<'_>, r: &mut Report) -> Option<Thresholds> {
     let update = tm.opt_num(r, "baseline_update_threshold_ms", Num::Number, Range::between(0.1, 100.0), 3.0);
     let accel = tm.opt_num(r, "accel_threshold_ms", Num::Number, Range::between(5.0, 50.0), 15.0);
     let (bmin, bmax) = baseline_bounds(tm, r);
+    // Upstream 1.24 hysteresis keys; defaults keep the 1.7/1.8 behaviour.
+    let dwell = tm.opt_int(r, "dwell_cycles", Range::between(0.0, 100.0), 0);
+    let deadband = tm.opt_num(r, "deadband_ms", Num::Number, Range::between(0.0, 50.0), 0.0);
+    let confirm = tm.opt_int(r, "accel_confirm_cycles", Range::between(1.0, 20.0), 1);
 
     let ordered = [("target_bloat_ms", target), ("warn_bloat_ms", warn), ("hard_red_bloat_ms", hard_red)];
     let valid: Vec<(&str, f64)> = ordered.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
@@ -980,7 +1025,23 @@ fn thresholds(tm: &mut Map<'_>, r: &mut Report) -> Option<Thresholds> {
         accel_threshold_ms: accel?,
         baseline_min_ms: bmin?,
         baseline_max_ms: bmax?,
+        dwell_cycles: dwell? as u32,
+        deadband_ms: deadband?,
+        accel_confirm_cycles: confirm? as u32,
+        upload_target_bloat_ms: None,
+        upload_warn_bloat_ms: None,
     })
+}
+
+/// `continuous_monitoring.upload.target_bloat_ms` / `.warn_bloat_ms` (upstream): the
+/// upload's own thresholds, each falling back to the global one when absent.
+fn upload_thresholds(um: &mut Map<'_>, r: &mut Report) -> (Option<Option<f64>>, Option<Option<f64>>) {
+    let mut one = |key: &'static str, range: Range| {
+        if um.has(key) { um.opt_num(r, key, Num::Number, range, 0.0).map(Some) } else { Some(None) }
+    };
+    let target = one("target_bloat_ms", Range::between(1.0, 100.0));
+    let warn = one("warn_bloat_ms", Range::between(1.0, 200.0));
+    (target, warn)
 }
 
 /// `baseline_rtt_bounds.{min,max}` (1–100 / 10–500, default 10 / 60, min < max).

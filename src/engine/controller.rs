@@ -189,6 +189,12 @@ pub struct QueueController {
     pub red_streak: u32,
     last_zone: Zone,
     soft_red_required: u32,
+    /// Upstream 1.24 `dwell_cycles` (0/1: off).
+    dwell_cycles: u32,
+    /// Upstream 1.24 `deadband_ms` (0: off).
+    deadband_ms: f64,
+    /// Consecutive cycles above target while GREEN (the dwell count).
+    yellow_dwell: u32,
 }
 
 impl QueueController {
@@ -202,6 +208,47 @@ impl QueueController {
             red_streak: 0,
             last_zone: Zone::Green,
             soft_red_required: 1,
+            dwell_cycles: 0,
+            deadband_ms: 0.0,
+            yellow_dwell: 0,
+        }
+    }
+
+    /// The newer upstream's hysteresis (1.24, `thresholds.dwell_cycles` / `deadband_ms`):
+    /// GREEN→YELLOW only after `dwell_cycles` consecutive cycles above target (the rate
+    /// holds meanwhile), and YELLOW→GREEN only once the delta is below `target −
+    /// min(deadband_ms, target/2)`. Zeros (the default) keep the original's behaviour.
+    /// Unlike upstream, the dwell gates only GREEN→YELLOW: falling from SOFT_RED or RED into
+    /// the YELLOW band is YELLOW at once (upstream would hold GREEN there).
+    pub fn with_hysteresis(mut self, dwell_cycles: u32, deadband_ms: f64) -> QueueController {
+        self.dwell_cycles = dwell_cycles;
+        self.deadband_ms = deadband_ms.max(0.0);
+        self
+    }
+
+    /// Applies dwell and deadband to the raw zone; returns the zone and whether it is a
+    /// GREEN held by the dwell (no GREEN streak, rate holds).
+    fn hysteresis(&mut self, raw: Zone, delta_ms: f64, target_ms: f64) -> (Zone, bool) {
+        match (raw, self.last_zone) {
+            (Zone::Yellow, Zone::Green) if self.dwell_cycles > 1 => {
+                self.yellow_dwell = self.yellow_dwell.saturating_add(1);
+                if self.yellow_dwell >= self.dwell_cycles {
+                    self.yellow_dwell = 0;
+                    (Zone::Yellow, false)
+                } else {
+                    (Zone::Green, true)
+                }
+            }
+            (Zone::Green, Zone::Yellow)
+                if self.deadband_ms > 0.0
+                    && delta_ms >= target_ms - self.deadband_ms.min(target_ms * 0.5) =>
+            {
+                (Zone::Yellow, false)
+            }
+            (z, _) => {
+                self.yellow_dwell = 0;
+                (z, false)
+            }
         }
     }
 
@@ -288,6 +335,7 @@ impl QueueController {
         } else {
             Zone::Green
         };
+        let (raw, held) = self.hysteresis(raw, delta_ms, t.target_ms);
         let zone = match raw {
             Zone::Red => {
                 self.green_streak = 0;
@@ -308,7 +356,7 @@ impl QueueController {
                 Zone::Yellow
             }
             Zone::Green => {
-                self.green_streak = self.green_streak.saturating_add(1);
+                self.green_streak = if held { 0 } else { self.green_streak.saturating_add(1) };
                 self.soft_red_streak = 0;
                 self.red_streak = 0;
                 Zone::Green
@@ -344,19 +392,28 @@ impl QueueController {
     /// [`QueueController::adjust_3state`] with hints (`spike` is ignored: upload never had
     /// spike detection).
     pub fn adjust_3state_with(&mut self, delta_ms: f64, t: ZoneThresholds, h: Hints) -> Adjustment {
-        let zone = if delta_ms > t.warn_ms {
-            self.red_streak = self.red_streak.saturating_add(1);
-            self.green_streak = 0;
+        let raw = if delta_ms > t.warn_ms {
             Zone::Red
         } else if delta_ms > t.target_ms {
-            self.red_streak = 0;
-            self.green_streak = 0;
             Zone::Yellow
         } else {
-            self.green_streak = self.green_streak.saturating_add(1);
-            self.red_streak = 0;
             Zone::Green
         };
+        let (zone, held) = self.hysteresis(raw, delta_ms, t.target_ms);
+        match zone {
+            Zone::Red => {
+                self.red_streak = self.red_streak.saturating_add(1);
+                self.green_streak = 0;
+            }
+            Zone::Green => {
+                self.green_streak = if held { 0 } else { self.green_streak.saturating_add(1) };
+                self.red_streak = 0;
+            }
+            _ => {
+                self.red_streak = 0;
+                self.green_streak = 0;
+            }
+        }
         let c = &self.cfg;
         let rate = if self.red_streak >= 1 {
             if h.draining { self.rate } else { self.cut(c.factor_down, h) }
@@ -392,5 +449,73 @@ impl QueueController {
         // still holds it there, "exceeded" (the original reports the zone's own reason).
         let exceeded = zone != Zone::Green;
         Some(Transition { from, to: zone, delta_ms, threshold: threshold_of(zone), exceeded })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: ZoneThresholds = ZoneThresholds { target_ms: 9.0, warn_ms: 45.0, hard_red_ms: 60.0 };
+
+    fn dir() -> DirectionConfig {
+        let mb = Bps::from_mbps;
+        DirectionConfig {
+            ceiling: mb(100.0),
+            step_up: mb(5.0),
+            factor_down: 0.85,
+            factor_down_yellow: 0.96,
+            green_required: 5,
+            adaptive: true,
+            floor_green: mb(10.0),
+            floor_yellow: mb(10.0),
+            floor_soft_red: mb(10.0),
+            floor_red: mb(10.0),
+        }
+    }
+
+    fn zones(q: &mut QueueController, deltas: &[f64], upload: bool) -> (Vec<Zone>, Vec<u64>) {
+        let (mut z, mut r) = (vec![], vec![]);
+        for &d in deltas {
+            let a = if upload { q.adjust_3state(d, T) } else { q.adjust_4state(d, T, false) };
+            z.push(a.zone);
+            r.push(a.rate.0 / 1_000_000);
+        }
+        (z, r)
+    }
+
+    use Zone::{Green as G, Red as R, Yellow as Y};
+
+    #[test]
+    fn golden_dwell_holds_green_and_the_rate_until_confirmed() {
+        let deltas = [12.0, 12.0, 12.0, 12.0, 12.0, 12.0, 4.0, 12.0, 12.0, 50.0];
+        for upload in [false, true] {
+            let mut q = QueueController::new(dir());
+            let (z, r) = zones(&mut q, &deltas, upload);
+            assert_eq!(&z[..3], &[Y, Y, Y], "no dwell: YELLOW at once");
+            assert_eq!(r[0], 96);
+            let mut q = QueueController::new(dir()).with_hysteresis(5, 0.0);
+            let (z, r) = zones(&mut q, &deltas, upload);
+            let want_last = if upload { R } else { Zone::SoftRed };
+            assert_eq!(z, vec![G, G, G, G, Y, Y, G, G, G, want_last], "upload {upload}");
+            assert_eq!(&r[..5], &[100, 100, 100, 100, 96], "the rate holds during the dwell");
+        }
+    }
+
+    #[test]
+    fn golden_deadband_keeps_yellow_just_below_target() {
+        // target 9, deadband 3: YELLOW→GREEN below 6 ms only.
+        let deltas = [12.0, 8.0, 6.5, 5.9, 8.0];
+        let mut q = QueueController::new(dir()).with_hysteresis(0, 3.0);
+        let (z, _) = zones(&mut q, &deltas, false);
+        assert_eq!(z, vec![Y, Y, Y, G, G]);
+        // A deadband above target/2 is capped at target/2 (4.5 ms: GREEN below 4.5).
+        let mut q = QueueController::new(dir()).with_hysteresis(0, 20.0);
+        let (z, _) = zones(&mut q, &[12.0, 5.0, 4.4], true);
+        assert_eq!(z, vec![Y, Y, G]);
+        // Without the keys: the original's immediate GREEN.
+        let mut q = QueueController::new(dir());
+        let (z, _) = zones(&mut q, &deltas, false);
+        assert_eq!(z, vec![Y, G, G, G, G]);
     }
 }

@@ -275,6 +275,9 @@ pub struct RouterLink {
     reconnect_clears_ids: bool,
     outputs: VecDeque<LinkOutput>,
     buf: Vec<u8>,
+    /// Whether a transport failure retries on the other transport (off for audits, which
+    /// must report on the configured transport alone).
+    failover: bool,
 }
 
 impl RouterLink {
@@ -297,7 +300,14 @@ impl RouterLink {
             reconnect_clears_ids: false,
             outputs: VecDeque::with_capacity(8),
             buf: Vec::with_capacity(512),
+            failover: true,
         }
+    }
+
+    /// A link that never fails over: every command runs on `settings.primary` only and a
+    /// transport failure ends it (`wanctl check-router` audits one transport).
+    pub fn without_failover(settings: LinkSettings) -> RouterLink {
+        RouterLink { failover: false, ..RouterLink::new(settings) }
     }
 
     /// The transport in use.
@@ -403,7 +413,7 @@ impl RouterLink {
                     let left = at.saturating_since(now);
                     let message = format!("ssh restart back-off ({:.1}s left)", left.as_secs_f64());
                     match self.job.as_mut() {
-                        Some(job) if !job.tried_other && !job.internal => {
+                        Some(job) if !job.tried_other && !job.internal && self.failover => {
                             job.tried_other = true;
                             job.transport = Transport::Rest;
                             job.rest = None;
@@ -708,7 +718,7 @@ impl RouterLink {
             self.start_pending(now);
             return;
         }
-        if !job.tried_other {
+        if !job.tried_other && self.failover {
             // Retry on the other transport. The active transport changes only if that
             // succeeds (see `finish`), so an outage of both does not flip-flop.
             job.tried_other = true;

@@ -174,6 +174,11 @@ fn thresholds(base_tau: f64, load_tau: f64) -> Thresholds {
         accel_threshold_ms: 15.0,
         baseline_min_ms: 10.0,
         baseline_max_ms: 60.0,
+        dwell_cycles: 0,
+        deadband_ms: 0.0,
+        accel_confirm_cycles: 1,
+        upload_target_bloat_ms: None,
+        upload_warn_bloat_ms: None,
     }
 }
 

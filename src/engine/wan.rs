@@ -195,7 +195,12 @@ pub struct WanController {
     download: QueueController,
     upload: QueueController,
     thresholds: ZoneThresholds,
+    /// The upload's thresholds (upstream per-direction keys; else the global ones).
+    ul_thresholds: ZoneThresholds,
     accel_threshold_ms: f64,
+    /// `accel_confirm_cycles`: consecutive spike cycles before a spike forces RED.
+    accel_confirm_cycles: u32,
+    spike_streak: u32,
     fallback_mode: FallbackMode,
     max_fallback_cycles: u32,
     ping_timeout: Duration,
@@ -234,8 +239,9 @@ impl WanController {
     pub fn new(cfg: &AutorateConfig, now: Instant) -> WanController {
         let m = &cfg.monitoring;
         let t = &m.thresholds;
-        let download = QueueController::new(m.download.clone());
-        let upload = QueueController::new(m.upload.clone());
+        let download =
+            QueueController::new(m.download.clone()).with_hysteresis(t.dwell_cycles, t.deadband_ms);
+        let upload = QueueController::new(m.upload.clone()).with_hysteresis(t.dwell_cycles, t.deadband_ms);
         let idle = |q: &QueueController| Adjustment { zone: Zone::Green, rate: q.rate(), transition: None };
         let last_report = TickReport {
             outcome: Outcome::Waiting,
@@ -252,7 +258,14 @@ impl WanController {
                 warn_ms: t.warn_bloat_ms,
                 hard_red_ms: t.hard_red_bloat_ms,
             },
+            ul_thresholds: ZoneThresholds {
+                target_ms: t.upload_target_bloat_ms.unwrap_or(t.target_bloat_ms),
+                warn_ms: t.upload_warn_bloat_ms.unwrap_or(t.warn_bloat_ms),
+                hard_red_ms: t.hard_red_bloat_ms,
+            },
             accel_threshold_ms: t.accel_threshold_ms,
+            accel_confirm_cycles: t.accel_confirm_cycles.max(1),
+            spike_streak: 0,
             fallback_mode: m.fallback.mode,
             max_fallback_cycles: m.fallback.max_fallback_cycles,
             ping_timeout: cfg.ping_timeout.max(Duration::from_millis(50)),
@@ -415,7 +428,11 @@ impl WanController {
             self.events.push_back(WanEvent::BaselineOutOfBounds { candidate_ms });
         }
         let delta = self.filter.delta_ms();
-        let spike = accel > self.accel_threshold_ms;
+        // `accel_confirm_cycles` (upstream 1.24): a spike counts once it has lasted that many
+        // consecutive cycles (1, the default: at once).
+        self.spike_streak =
+            if accel > self.accel_threshold_ms { self.spike_streak.saturating_add(1) } else { 0 };
+        let spike = self.spike_streak >= self.accel_confirm_cycles;
         if spike {
             let forced_red = delta > self.thresholds.target_ms;
             self.events.push_back(WanEvent::Spike { accel_ms: accel, forced_red });
@@ -494,7 +511,7 @@ impl WanController {
             )
         };
         let dl = self.download.adjust_4state_with(delta, self.thresholds, dl_hints);
-        let ul = self.upload.adjust_3state_with(delta, self.thresholds, ul_hints);
+        let ul = self.upload.adjust_3state_with(delta, self.ul_thresholds, ul_hints);
         if let Some(t) = dl.transition {
             self.events.push_back(WanEvent::DownloadTransition(t));
         }

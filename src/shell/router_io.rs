@@ -394,6 +394,24 @@ impl RouterIo {
         }
     }
 
+    /// Kills `ssh` and waits for every child of this link to exit, for at most `limit`
+    /// (one-shot commands end while a child may still run; the daemon never calls this).
+    pub fn shutdown(&mut self, poll: &mut PollSet, limit: std::time::Duration) {
+        self.rest_close(poll);
+        self.ssh_reap_now(poll);
+        for c in &mut self.dying {
+            let _ = c.kill();
+        }
+        let deadline = crate::sys::clock::now() + limit;
+        // Bounded: SIGKILL is asynchronous; poll the children every 5 ms until the limit.
+        while !self.dying.is_empty() && crate::sys::clock::now() < deadline {
+            self.reap_dying();
+            if !self.dying.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+
     /// Reaps killed children that have exited since (call on SIGCHLD).
     fn reap_dying(&mut self) {
         self.dying.retain_mut(|c| matches!(c.try_wait(), Ok(None)));

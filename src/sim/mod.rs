@@ -16,6 +16,7 @@
 //! bottleneck backlog divided by `C(t)`. An echo sent at `t` comes back after
 //! `base RTT + download delay + upload delay + jitter`, or never (loss, dead reflector).
 
+pub mod hysteresis;
 pub mod pool;
 pub mod scenarios;
 pub mod steering;
@@ -101,6 +102,11 @@ pub fn sample_config() -> AutorateConfig {
                 accel_threshold_ms: 15.0,
                 baseline_min_ms: 10.0,
                 baseline_max_ms: 60.0,
+                dwell_cycles: 0,
+                deadband_ms: 0.0,
+                accel_confirm_cycles: 1,
+                upload_target_bloat_ms: None,
+                upload_warn_bloat_ms: None,
             },
             fallback: FallbackChecks {
                 enabled: true,

@@ -139,7 +139,55 @@ pub enum Command {
     /// console `/queue/tree print stats` (the vendor-documented form, ROUTEROS.md §4.3).
     /// The caller picks its queues by name, so two queues cost one request.
     ListQueueStats,
+    /// Read-only `print` of a menu used by `wanctl check-router`: the items of `menu`,
+    /// filtered to `name` when given (REST `GET /rest/<menu>?name=…`, console `/<menu>
+    /// print detail where name="…"`). Never writes.
+    Print {
+        /// Which menu.
+        menu: PrintMenu,
+        /// Exact `name` filter.
+        name: Option<String>,
+    },
 }
+
+/// The menus [`Command::Print`] can read: what `check-router` audits besides queues and
+/// mangle rules (ROUTEROS.md §1.3 policies, §2.4 queue types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrintMenu {
+    /// `/system resource` (one object: `version`, `board-name`, ...).
+    SystemResource,
+    /// `/user` (`name`, `group`; the password is never shown).
+    User,
+    /// `/user group` (`name`, `policy`: comma-separated, `!` marks a policy not granted).
+    UserGroup,
+    /// `/queue type` (`name`, `kind`, `cake-bandwidth`, ...).
+    QueueType,
+}
+
+impl PrintMenu {
+    /// The REST path (`/rest/system/resource`).
+    pub fn rest_path(self) -> &'static str {
+        match self {
+            PrintMenu::SystemResource => "/rest/system/resource",
+            PrintMenu::User => "/rest/user",
+            PrintMenu::UserGroup => "/rest/user/group",
+            PrintMenu::QueueType => "/rest/queue/type",
+        }
+    }
+
+    /// The console menu (`/system resource`).
+    pub fn cli_menu(self) -> &'static str {
+        match self {
+            PrintMenu::SystemResource => "/system resource",
+            PrintMenu::User => "/user",
+            PrintMenu::UserGroup => "/user group",
+            PrintMenu::QueueType => "/queue type",
+        }
+    }
+}
+
+/// One item of a [`Command::Print`] reply: every property as text, by key.
+pub type PrintItem = BTreeMap<String, String>;
 
 impl fmt::Display for Command {
     /// A short description for logs.
@@ -159,6 +207,8 @@ impl fmt::Display for Command {
             Command::GetMangleByComment(comment) => write!(f, "get mangle \"{comment}\""),
             Command::Probe => f.write_str("probe"),
             Command::ListQueueStats => f.write_str("read queue counters"),
+            Command::Print { menu, name: Some(name) } => write!(f, "print {} {name}", menu.cli_menu()),
+            Command::Print { menu, name: None } => write!(f, "print {}", menu.cli_menu()),
         }
     }
 }
@@ -240,6 +290,9 @@ pub enum Reply {
         /// `/system identity` name.
         identity: Option<String>,
     },
+    /// `Print`: the matching items (REST's bare object for `/system resource` becomes
+    /// one item).
+    Items(Vec<PrintItem>),
 }
 
 // ---------------------------------------------------------------------------------------
@@ -491,6 +544,7 @@ enum Step {
     ListMangle,
     PatchMangle(ItemId),
     Probe,
+    Print,
     Done,
 }
 
@@ -535,6 +589,7 @@ impl RestCall {
             Command::SetMangleDisabled { .. } | Command::GetMangleByComment(_) => Step::ListMangle,
             Command::Probe => Step::Probe,
             Command::ListQueueStats => Step::ListQueues,
+            Command::Print { .. } => Step::Print,
         };
         RestCall {
             command,
@@ -634,7 +689,13 @@ impl RestCall {
                     body: Some(json_object(&[("disabled", value)])),
                 }
             }
-            (Step::Probe, _) | (Step::GetQueue, _) | (Step::Done, _) => get(IDENTITY.to_owned()),
+            (Step::Print, Command::Print { menu, name: Some(name) }) => {
+                get(format!("{}?name={}", menu.rest_path(), percent_encode(name)))
+            }
+            (Step::Print, Command::Print { menu, name: None }) => get(menu.rest_path().to_owned()),
+            (Step::Probe, _) | (Step::GetQueue, _) | (Step::Print, _) | (Step::Done, _) => {
+                get(IDENTITY.to_owned())
+            }
         }
     }
 
@@ -772,6 +833,26 @@ impl RestCall {
                     other => other.as_object(),
                 };
                 Ok(Some(Reply::Alive { identity: object.and_then(|o| field(o, "name")) }))
+            }
+            (Step::Print, true) => {
+                let value = json::parse_lenient(body).map_err(|e| not_json(status, body, e))?;
+                let objects: Vec<&Map<String, Value>> = match &value {
+                    Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
+                    Value::Object(o) => vec![o],
+                    _ => Vec::new(),
+                };
+                let name = match &self.command {
+                    Command::Print { name, .. } => name.as_deref(),
+                    _ => None,
+                };
+                let items = objects
+                    .into_iter()
+                    .map(|o| {
+                        o.keys().filter_map(|k| field(o, k).map(|v| (k.clone(), v))).collect::<PrintItem>()
+                    })
+                    .filter(|item| name.is_none_or(|n| item.get("name").map(String::as_str) == Some(n)))
+                    .collect();
+                Ok(Some(Reply::Items(items)))
             }
             (Step::Done, true) => {
                 Err(RouterOsError::new(Some(status), ErrorKind::BadReply, "call already finished"))
@@ -1108,6 +1189,11 @@ impl Command {
             }
             Command::Probe => "/system identity print".to_owned(),
             Command::ListQueueStats => "/queue/tree print stats".to_owned(),
+            Command::Print { menu: PrintMenu::SystemResource, .. } => "/system resource print".to_owned(),
+            Command::Print { menu, name: Some(name) } => {
+                format!("{} print detail where name={}", menu.cli_menu(), quote(non_empty(name)?)?)
+            }
+            Command::Print { menu, name: None } => format!("{} print detail", menu.cli_menu()),
         })
     }
 
@@ -1147,8 +1233,35 @@ impl Command {
                     .filter(|name| !name.is_empty());
                 Ok(Reply::Alive { identity })
             }
+            Command::Print { menu: PrintMenu::SystemResource, .. } => {
+                if let Some(error) = cli_error(&text) {
+                    return Err(error);
+                }
+                Ok(Reply::Items(vec![parse_cli_colon_item(&text)]))
+            }
+            Command::Print { name, .. } => {
+                check_print(&text)?;
+                let items = parse_cli_records(&text)
+                    .into_iter()
+                    .map(|r| r.properties.into_iter().collect::<PrintItem>())
+                    .filter(|item| {
+                        name.as_deref().is_none_or(|n| item.get("name").map(String::as_str) == Some(n))
+                    })
+                    .collect();
+                Ok(Reply::Items(items))
+            }
         }
     }
+}
+
+/// The `key: value` lines of a console `print` of a menu without items (`/system
+/// resource print`: `version: 7.16.2 (stable)`).
+fn parse_cli_colon_item(text: &str) -> PrintItem {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty() && !k.contains(' '))
+        .collect()
 }
 
 /// Removes ANSI escape sequences (`ESC [ … final`, or `ESC` + one character). Exec output
@@ -1635,6 +1748,40 @@ mod tests {
             assert_eq!(paths(&sent), ["GET /rest/system/identity"]);
             assert_eq!(reply, Ok(Reply::Alive { identity: Some("MikroTik".into()) }));
         }
+    }
+
+    #[test]
+    fn print_reads_menus_over_rest_and_console() {
+        let mut ids = IdCache::new();
+        // The queue-type fixture (an array) and /system resource (a bare object).
+        let cmd = Command::Print { menu: PrintMenu::QueueType, name: Some("cake-down".into()) };
+        let mut call = RestCall::new(cmd.clone(), &ids);
+        let req = call.poll_request().unwrap();
+        assert_eq!((req.method, req.path.as_str()), (Method::Get, "/rest/queue/type?name=cake-down"));
+        let body = include_bytes!("../../tests/fixtures/routeros/rest/queue-type-cake-get-by-name.json");
+        let Ok(Some(Reply::Items(items))) = call.handle_response(200, body, &mut ids) else { panic!() };
+        assert_eq!(items[0].get("kind").map(String::as_str), Some("cake"));
+        assert_eq!(items[0].get("cake-bandwidth").map(String::as_str), Some("0"));
+        let res = Command::Print { menu: PrintMenu::SystemResource, name: None };
+        let mut call = RestCall::new(res.clone(), &ids);
+        assert_eq!(call.poll_request().unwrap().path, "/rest/system/resource");
+        let Ok(Some(Reply::Items(items))) =
+            call.handle_response(200, br#"{"version":"7.16.2 (stable)","cpu-load":"3"}"#, &mut ids)
+        else {
+            panic!()
+        };
+        assert_eq!(items[0].get("version").map(String::as_str), Some("7.16.2 (stable)"));
+        // Console forms.
+        assert_eq!(cmd.cli_line().unwrap(), "/queue type print detail where name=\"cake-down\"");
+        let out = b"Flags: * - default\n 0   name=\"cake-down\" kind=cake cake-bandwidth=0 cake-diffserv=diffserv4\n";
+        let Ok(Reply::Items(items)) = cmd.parse_cli_output(out) else { panic!() };
+        assert_eq!(items[0].get("kind").map(String::as_str), Some("cake"));
+        assert_eq!(res.cli_line().unwrap(), "/system resource print");
+        let out = b"                   uptime: 1w2d\n                  version: 7.16.2 (stable)\n               board-name: RB5009\n";
+        let Ok(Reply::Items(items)) = res.parse_cli_output(out) else { panic!() };
+        assert_eq!(items[0].get("version").map(String::as_str), Some("7.16.2 (stable)"));
+        let bad = cmd.parse_cli_output(b"bad command name type (line 1 column 8)\n");
+        assert!(bad.is_err());
     }
 
     #[test]

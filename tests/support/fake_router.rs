@@ -25,7 +25,10 @@
 //! `DELETE /rest/queue/tree/<.id or name>`, `POST /rest/queue/tree/set`; `GET
 //! /rest/ip/firewall/mangle` (`?comment=`), `GET`/`PATCH`/`DELETE .../mangle/<.id>`, `POST
 //! .../mangle/enable|disable|set` (`.id` may list several); `GET /rest/system/identity`,
-//! `POST .../identity/set`; `HEAD` → 501, `OPTIONS` → 503. Not modelled: `PUT` (add),
+//! `POST .../identity/set`; read-only `GET /rest/system/resource` (an object), `GET
+//! /rest/user`, `/rest/user/group`, `/rest/queue/type` (`?name=`; knobs [`FakeRouterOs::set_version`],
+//! [`FakeRouterOs::set_group_policy`], [`FakeRouterOs::set_queue_type_field`],
+//! [`FakeRouterOs::remove_queue_type`]); `HEAD` → 501, `OPTIONS` → 503. Not modelled: `PUT` (add),
 //! `POST .../print` with `.query`, other menus (400 `no such command or directory`).
 //!
 //! Use from a test:
@@ -99,6 +102,7 @@ pub mod fixture {
         };
     }
     rest!(QUEUE_TREE_LIST, "queue-tree-list.json");
+    rest!(QUEUE_TYPE_CAKE, "queue-type-cake-get-by-name.json");
     rest!(MANGLE_LIST, "mangle-list.json");
     rest!(UNAUTHORIZED_401, "errors/401-unauthorized.json");
     rest!(NOT_FOUND_404, "errors/404-not-found.json");
@@ -351,6 +355,8 @@ impl FakeRouterBuilder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("fake router: bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("fake router: set listener non-blocking");
         let addr = listener.local_addr().expect("fake router: local address");
+        let mut model = Model::new(self.queues, self.mangle, self.identity);
+        model.user = self.user.clone();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             port: addr.port(),
@@ -365,7 +371,7 @@ impl FakeRouterBuilder {
                 user: self.user,
                 password: self.password,
             }),
-            model: Mutex::new(Model::new(self.queues, self.mangle, self.identity)),
+            model: Mutex::new(model),
             serial: Mutex::new(()),
             log: Mutex::new(Vec::new()),
             accepted: AtomicU64::new(0),
@@ -666,6 +672,29 @@ impl FakeRouterOs {
     /// wanctl writes) are always accepted.
     pub fn add_queue_type(&self, name: &str) {
         lock(&self.shared.model).add_queue_type(name);
+    }
+
+    /// `/system resource` `version` (default [`VERSION`]).
+    pub fn set_version(&self, version: &str) {
+        lock(&self.shared.model).version = version.to_owned();
+    }
+
+    /// `policy` of the fake user's group (default [`FULL_POLICY`]).
+    pub fn set_group_policy(&self, policy: &str) {
+        lock(&self.shared.model).group_policy = policy.to_owned();
+    }
+
+    /// Sets a property of queue type `name` as `/queue type` shows it (`kind`,
+    /// `cake-bandwidth`).
+    pub fn set_queue_type_field(&self, name: &str, key: &str, value: &str) {
+        let mut model = lock(&self.shared.model);
+        model.add_queue_type(name);
+        model.type_fields.entry(name.to_owned()).or_default().insert(key.to_owned(), value.to_owned());
+    }
+
+    /// Removes queue type `name` (listing and writes no longer know it).
+    pub fn remove_queue_type(&self, name: &str) {
+        lock(&self.shared.model).removed_types.push(name.to_owned());
     }
 
     /// Whether the (first non-dynamic) mangle rule with exactly this comment is disabled;
@@ -1251,13 +1280,27 @@ enum Menu {
     QueueTree,
     Mangle,
     Identity,
+    Resource,
+    User,
+    UserGroup,
+    QueueType,
 }
 
+// `user group` before `user`: the first entry that matches a prefix wins.
 const MENUS: &[(&[&str], Menu)] = &[
     (&["queue", "tree"], Menu::QueueTree),
     (&["ip", "firewall", "mangle"], Menu::Mangle),
     (&["system", "identity"], Menu::Identity),
+    (&["system", "resource"], Menu::Resource),
+    (&["user", "group"], Menu::UserGroup),
+    (&["user"], Menu::User),
+    (&["queue", "type"], Menu::QueueType),
 ];
+
+/// Default `/user group` policy of the fake user's group (everything wanctl needs).
+pub const FULL_POLICY: &str = "local,telnet,ssh,ftp,reboot,read,write,policy,test,winbox,password,web,sniff,sensitive,api,romon,rest-api";
+/// Default RouterOS version (`/system resource`).
+pub const VERSION: &str = "7.16.2 (stable)";
 
 /// Console commands that exist under an item menu (a `GET` on them is `no such command`).
 const COMMAND_WORDS: &[&str] = &[
@@ -1319,6 +1362,13 @@ struct Model {
     queues: Vec<Item>,
     mangle: Vec<Item>,
     queue_types: Vec<String>,
+    /// Per-type properties set by tests (`kind`, `cake-bandwidth`), over the defaults.
+    type_fields: BTreeMap<String, Item>,
+    /// Types removed by tests (even `cake-down-<x>` is then unknown).
+    removed_types: Vec<String>,
+    version: String,
+    user: String,
+    group_policy: String,
     identity: String,
     next_id: u32,
     counter_step: (u64, u64),
@@ -1408,6 +1458,11 @@ impl Model {
             queues,
             mangle,
             queue_types: ["default", "default-small", "cake-down", "cake-up"].map(String::from).to_vec(),
+            type_fields: BTreeMap::new(),
+            removed_types: Vec::new(),
+            version: VERSION.to_owned(),
+            user: USER.to_owned(),
+            group_policy: FULL_POLICY.to_owned(),
             identity,
             next_id: 0x200_0000,
             counter_step: (100, 150_000),
@@ -1431,7 +1486,69 @@ impl Model {
                 !wan.is_empty() && wan.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             })
         };
-        self.queue_types.iter().any(|t| t == name) || wanctl("cake-down-") || wanctl("cake-up-")
+        !self.removed_types.iter().any(|t| t == name)
+            && (self.queue_types.iter().any(|t| t == name) || wanctl("cake-down-") || wanctl("cake-up-"))
+    }
+
+    /// A `/queue type` item as RouterOS shows it: `cake*` names are CAKE with
+    /// `cake-bandwidth=0` (the fixture's key set), others `pfifo`; test overrides on top.
+    fn queue_type_item(&self, index: usize, name: &str) -> Item {
+        let mut item: Item = if name.starts_with("cake") {
+            let fixture: Vec<Item> =
+                serde_json::from_str(fixture::QUEUE_TYPE_CAKE).expect("fixture: queue-type-cake");
+            fixture.into_iter().next().unwrap_or_default()
+        } else {
+            [("kind", "pfifo"), ("pfifo-limit", "50")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        item.insert(".id".into(), format!("*{:X}", 0x30 + index));
+        item.insert("name".into(), name.to_owned());
+        item.insert("default".into(), bool_text(name.starts_with("default")).into());
+        if let Some(fields) = self.type_fields.get(name) {
+            item.extend(fields.clone());
+        }
+        item
+    }
+
+    /// The items of a read-only menu, before filtering.
+    fn static_items(&self, menu: Menu, query: &[(String, String)]) -> Vec<Item> {
+        let one = |pairs: &[(&str, &str)]| -> Item {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        match menu {
+            Menu::User => vec![one(&[
+                (".id", "*1"),
+                ("name", &self.user),
+                ("group", "wanctl-api"),
+                ("disabled", "false"),
+            ])],
+            Menu::UserGroup => vec![
+                one(&[
+                    (".id", "*1"),
+                    ("name", "read"),
+                    ("policy", "local,telnet,ssh,read,test,winbox,web,api,rest-api,!write"),
+                ]),
+                one(&[(".id", "*2"), ("name", "wanctl-api"), ("policy", &self.group_policy)]),
+            ],
+            Menu::QueueType => {
+                let mut names = self.queue_types.clone();
+                // `cake-down-<x>` exists when asked for (the fake accepts it in writes).
+                for (k, v) in query {
+                    if k == "name" && self.is_queue_type(v) && !names.contains(v) {
+                        names.push(v.clone());
+                    }
+                }
+                names
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| !self.removed_types.contains(n))
+                    .map(|(i, n)| self.queue_type_item(i, n))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn fresh_id(&mut self) -> String {
@@ -1529,6 +1646,33 @@ impl Model {
         shown
     }
 
+    /// `GET` of a read-only menu: exact `?k=v` filters ANDed; writes are refused.
+    fn read_only(&self, menu: Menu, method: &str, rest: &[&str], query: &[(String, String)]) -> Reply {
+        if method != "GET" || !rest.is_empty() {
+            return Reply::json(400, fixture::NO_SUCH_COMMAND_400);
+        }
+        if menu == Menu::Resource {
+            return Reply::ok(&serde_json::json!({
+                "architecture-name": "arm64",
+                "board-name": "RB5009UG+S+",
+                "cpu-load": "3",
+                "uptime": "1w2d3h",
+                "version": self.version,
+            }));
+        }
+        let items: Vec<Item> = self
+            .static_items(menu, query)
+            .into_iter()
+            .filter(|item| {
+                query
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with('.'))
+                    .all(|(k, v)| item.get(k.as_str()) == Some(v))
+            })
+            .collect();
+        Reply::ok(&items)
+    }
+
     fn table(&self, menu: Menu) -> &Vec<Item> {
         if menu == Menu::Mangle { &self.mangle } else { &self.queues }
     }
@@ -1586,6 +1730,9 @@ impl Model {
                 Reply::json(200, "[]")
             }
             (Menu::Identity, _) => Reply::json(400, fixture::NO_SUCH_COMMAND_400),
+            (Menu::Resource | Menu::User | Menu::UserGroup | Menu::QueueType, rest) => {
+                self.read_only(menu, method, rest, &query_pairs(query))
+            }
             (_, []) if method == "GET" => self.list(menu, &query_pairs(query)),
             (_, []) => Reply::json(400, fixture::NO_SUCH_COMMAND_400),
             (_, [word]) if COMMAND_WORDS.contains(word) => self.command(menu, method, word, body.as_ref()),
