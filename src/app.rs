@@ -292,6 +292,13 @@ fn sim(args: &SimArgs) -> ExitCode {
             pool_rows.extend(f);
             bad.extend(b);
         }
+        let (steer_rows, steer_bad) = crate::sim::steering::run_all(&seeds);
+        bad.extend(steer_bad.into_iter().map(|what| scenarios::Violation { scenario: "steering", seed: 0, what }));
+        println!("\nSteering (issue 12; 'enable s' from the event, 'disable s' from the recovery; 'tick' = the same seed with rounds closed at the next tick, the first version's ping handling):");
+        for s in crate::sim::steering::all().iter().filter(|s| s.pings != crate::sim::steering::PingModel::Instant) {
+            println!("  {:<20} {}", s.name, s.about);
+        }
+        print!("{}", crate::sim::steering::table(&steer_rows));
         println!("\nReflector pool (issue 13; 'before'/'after' = the 30 s around the fault or the load):");
         for s in crate::sim::pool::all() {
             println!("  {:<12} {}", s.name, s.about);

@@ -538,6 +538,38 @@ pub struct SteeringThresholds {
     pub baseline_min_ms: f64,
     /// Upper bound, see `baseline_min_ms`.
     pub baseline_max_ms: f64,
+    /// wanctl addition (issue 12): RED on the delay alone when the RTT delta EWMA exceeds
+    /// this (ms, default 120, upstream's "severe" delta). A collapse below the autorate
+    /// floor queues upstream of CAKE, which then shows no drops and no backlog.
+    pub severe_rtt_ms: f64,
+}
+
+/// `wan_state` (newer upstream 1.11+): the autorate daemon's zone as a steering signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WanStateConfig {
+    /// Use the zone (default false, as upstream).
+    pub enabled: bool,
+    /// Confidence points for a RED zone (default 25; below `steer_threshold` unless
+    /// `wan_override`); SOFT_RED gets 48 % of it, as upstream.
+    pub red_weight: u32,
+    /// A state file older than this is ignored (default 5 s).
+    pub staleness: Duration,
+    /// The zone is ignored this long after start (default 30 s).
+    pub grace_period: Duration,
+    /// A RED zone alone is a RED sample (default false).
+    pub wan_override: bool,
+}
+
+impl Default for WanStateConfig {
+    fn default() -> Self {
+        WanStateConfig {
+            enabled: false,
+            red_weight: 25,
+            staleness: Duration::from_secs(5),
+            grace_period: Duration::from_secs(30),
+            wan_override: false,
+        }
+    }
 }
 
 /// Steering `confidence` (only with `mode.use_confidence_scoring`).
@@ -637,10 +669,12 @@ pub struct SteeringConfig {
     pub confidence: Option<ConfidenceConfig>,
     /// Router command timeout (default 30 s).
     pub router_timeout: Duration,
-    /// Ping timeout (default 2 s).
+    /// Ping timeout (default 2 s): a reply counts until then, whatever cycle it lands in.
     pub ping_timeout: Duration,
     /// Whole ping run timeout (default 10 s).
     pub ping_total_timeout: Duration,
+    /// WAN awareness (`wan_state` block).
+    pub wan_state: WanStateConfig,
     /// Metrics (the original never served them; we do on this endpoint when enabled).
     pub metrics: Endpoint,
     /// Health responder (fixed 127.0.0.1:9102 in the original).

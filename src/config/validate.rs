@@ -18,6 +18,7 @@ use super::{
     AnyConfig, AutorateConfig, ConfidenceConfig, ConfigError, ConfigErrors, DirectionConfig, Endpoint,
     FallbackChecks, FallbackMode, Loaded, Logging, Monitoring, NOMINAL_CYCLE, ProbeBinding, Queues,
     RouterConfig, Scheme, Secret, SteeringConfig, SteeringThresholds, Storage, Thresholds, Transport,
+    WanStateConfig,
     derived_state_path,
 };
 use crate::units::Bps;
@@ -1238,6 +1239,7 @@ fn steering(m: &mut Map<'_>, r: &mut Report, env: Env<'_>) -> Option<SteeringCon
     let metrics = endpoint(m, r, "metrics", false, 9103);
     let health = endpoint(m, r, "health_check", true, 9102);
     let storage = storage(m, r);
+    let wan_state = wan_state(m, r);
 
     use_confidence?;
     Some(SteeringConfig {
@@ -1267,6 +1269,7 @@ fn steering(m: &mut Map<'_>, r: &mut Report, env: Env<'_>) -> Option<SteeringCon
         router_timeout: secs(router_timeout?),
         ping_timeout: secs(ping_timeout?),
         ping_total_timeout: secs(ping_total?),
+        wan_state: wan_state?,
         metrics: metrics?,
         health: health?,
         storage: storage?,
@@ -1390,6 +1393,15 @@ fn steering_thresholds(m: &mut Map<'_>, r: &mut Report) -> Option<SteeringThresh
     let bad_samples = tm.opt_int(r, "bad_samples", count, 8);
     let good_samples = tm.opt_int(r, "good_samples", count, 15);
     let (bmin, bmax) = baseline_bounds(&mut tm, r);
+    let severe = tm.opt_num(r, "severe_rtt_ms", Num::Number, Range::between(1.0, 10_000.0), 120.0);
+    if let (Some(s), Some(rd)) = (severe, red)
+        && s < rd
+    {
+        r.error(
+            &tm.child_path("severe_rtt_ms"),
+            format!("must be at least red_rtt_ms ({}), got {}", fmt_plain(rd), fmt_plain(s)),
+        );
+    }
 
     // The original asserted these when the daemon object was built; here they are errors.
     if let (Some(g), Some(y)) = (green, yellow) {
@@ -1426,6 +1438,28 @@ fn steering_thresholds(m: &mut Map<'_>, r: &mut Report) -> Option<SteeringThresh
         good_samples: good_samples? as u32,
         baseline_min_ms: bmin?,
         baseline_max_ms: bmax?,
+        severe_rtt_ms: severe?,
+    })
+}
+
+/// `wan_state` (newer upstream 1.11+), with upstream's defaults and its clamp of
+/// `red_weight` below the confidence `steer_threshold` unless `wan_override`.
+fn wan_state(m: &mut Map<'_>, r: &mut Report) -> Option<WanStateConfig> {
+    let d = WanStateConfig::default();
+    let mut wm = m.get("wan_state").map(r);
+    let enabled = wm.opt_bool(r, "enabled", d.enabled);
+    let red_weight = wm.opt_int(r, "red_weight", Range::between(1.0, 100.0), i64::from(d.red_weight));
+    let staleness =
+        wm.opt_num(r, "staleness_threshold_sec", Num::Number, Range::between(0.1, 3600.0), 5.0);
+    let grace = wm.opt_num(r, "grace_period_sec", Num::Number, Range::between(0.0, 86400.0), 30.0);
+    let wan_override = wm.opt_bool(r, "wan_override", d.wan_override);
+    wm.finish(r);
+    Some(WanStateConfig {
+        enabled: enabled?,
+        red_weight: red_weight? as u32,
+        staleness: secs(staleness?),
+        grace_period: secs(grace?),
+        wan_override: wan_override?,
     })
 }
 

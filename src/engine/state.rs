@@ -47,6 +47,16 @@ pub struct LastApplied {
     pub ul_rate: Option<u64>,
 }
 
+/// The zones of the last cycle (newer upstream 1.11+, an added key the original's readers
+/// ignore): what WAN-aware steering reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Congestion {
+    /// Download zone: GREEN, YELLOW, SOFT_RED or RED.
+    pub dl_state: String,
+    /// Upload zone.
+    pub ul_state: String,
+}
+
 /// The whole file. Sections missing from an old file keep their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateFile {
@@ -59,6 +69,9 @@ pub struct StateFile {
     /// Last applied rates.
     #[serde(default)]
     pub last_applied: LastApplied,
+    /// Zones (written by wanctl; absent in the original's files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub congestion: Option<Congestion>,
     /// Naive local ISO-8601 time of writing.
     #[serde(default)]
     pub timestamp: String,
@@ -117,6 +130,7 @@ impl StateFile {
             && self.upload == other.upload
             && self.ewma == other.ewma
             && self.last_applied == other.last_applied
+            && self.congestion == other.congestion
     }
 }
 

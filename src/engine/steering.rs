@@ -58,6 +58,7 @@
 //!   health handler crashed on its own ISO string).
 
 pub mod confidence;
+pub mod rounds;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -66,7 +67,7 @@ use std::time::Duration;
 
 use log::{debug, error, info, warn};
 
-use crate::config::{SteeringConfig, SteeringThresholds};
+use crate::config::{SteeringConfig, SteeringThresholds, WanStateConfig};
 use crate::engine::connectivity::{Connectivity, FailureKind};
 use crate::engine::health::{Json, py_float, round_to};
 use crate::engine::history::{MetricRow, SteeringChange, SteeringRecord, steering_rows};
@@ -97,14 +98,67 @@ const BASELINE_LOG_MOVE_MS: f64 = 5.0;
 /// repeated with a count of the suppressed ones.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// No measurement for this long marks the daemon degraded in `/health` (at least; three
+/// ping timeouts if longer): it then cannot do its job. A congested primary is not a
+/// degraded steering daemon (issue 12).
+pub const UNMEASURED_DEGRADED_AFTER: Duration = Duration::from_secs(10);
+
+/// The autorate daemon's download zone, from the `congestion.dl_state` key it adds to its
+/// state file (WAN awareness, newer upstream 1.11+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WanZone {
+    /// GREEN.
+    Green,
+    /// YELLOW.
+    Yellow,
+    /// SOFT_RED.
+    SoftRed,
+    /// RED.
+    Red,
+}
+
+impl WanZone {
+    /// From the state file's string; `None` for anything else.
+    pub fn parse(s: &str) -> Option<WanZone> {
+        match s {
+            "GREEN" => Some(WanZone::Green),
+            "YELLOW" => Some(WanZone::Yellow),
+            "SOFT_RED" => Some(WanZone::SoftRed),
+            "RED" => Some(WanZone::Red),
+            _ => None,
+        }
+    }
+
+    /// The state file's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WanZone::Green => "GREEN",
+            WanZone::Yellow => "YELLOW",
+            WanZone::SoftRed => "SOFT_RED",
+            WanZone::Red => "RED",
+        }
+    }
+
+    fn is_red(self) -> bool {
+        matches!(self, WanZone::Red | WanZone::SoftRed)
+    }
+}
+
 /// What the shell measured this cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Measurements {
     /// `ewma.baseline_rtt` from the autorate state file, already read and parsed; `None` if
     /// the file was missing or unusable. Bounds are checked here.
     pub baseline_ms: Option<f64>,
-    /// Median of this cycle's ping replies; `None` if every attempt failed.
+    /// Median of the ping replies that arrived this cycle (any round, each matched to its
+    /// own probe, see [`rounds`]); `None` if none arrived.
     pub rtt_ms: Option<f64>,
+    /// No reply arrived this cycle but probes are still within the ping timeout (the RTT is
+    /// longer than the cycle, or a round was lost): the engine holds, it is not a failure.
+    pub rtt_pending: bool,
+    /// The autorate download zone and the age of the state file it came from; `None` if
+    /// the file or the key is missing.
+    pub wan_zone: Option<(WanZone, Duration)>,
     /// CAKE counters of the primary download queue; `None` if not read or the read failed.
     pub cake: Option<CakeReading>,
     /// The CAKE read was attempted and failed.
@@ -146,6 +200,9 @@ pub enum CycleOutcome {
     Ok,
     /// The primary was unmeasurable; the steering state was held.
     Failed(&'static str),
+    /// Replies are still on their way (RTT longer than the cycle): counters held, not a
+    /// failure.
+    Held,
 }
 
 /// The CAKE-aware congestion assessment (STEERING.md §4.1).
@@ -192,13 +249,53 @@ fn prometheus_code(state: &str) -> u8 {
 }
 
 /// RED needs all three signals; YELLOW either the delay or the queue; else GREEN.
+/// wanctl addition (issue 12): a delta EWMA above `severe_rtt_ms` is RED on its own (see
+/// [`assess_with`]).
 pub fn assess(th: &SteeringThresholds, rtt_delta_ewma: f64, drops: u64, queued: u64) -> Congestion {
-    if rtt_delta_ewma > th.red_rtt_ms && drops >= th.min_drops_red && queued >= th.min_queue_red {
+    assess_with(th, rtt_delta_ewma, drops, queued, None, false)
+}
+
+/// The assessment with every signal:
+/// * the original's rule: RED = delay EWMA above `red_rtt_ms` **and** drops **and** a
+///   backlog; YELLOW = delay above `yellow_rtt_ms` or a backlog of `min_queue_yellow`;
+/// * **severe delay** (wanctl): EWMA above `severe_rtt_ms` is RED without CAKE's
+///   agreement. When the line collapses below the autorate floor the queue builds in the
+///   ISP's buffer, upstream of CAKE, which then drops nothing and holds no backlog: the
+///   original's rule could never say RED while RTT stood at 600 ms;
+/// * **WAN zone** (newer upstream's WAN awareness, `wan_state.enabled`, fresh state file,
+///   after the grace period): with the autorate daemon in RED or SOFT_RED, a delay above
+///   `red_rtt_ms` is RED (two independent signals agree); with `wan_override` a RED zone
+///   is RED alone; and GREEN becomes YELLOW while the zone is RED or SOFT_RED, so a
+///   recovery waits for the autorate daemon to clear too.
+pub fn assess_with(
+    th: &SteeringThresholds,
+    rtt_delta_ewma: f64,
+    drops: u64,
+    queued: u64,
+    zone: Option<WanZone>,
+    wan_override: bool,
+) -> Congestion {
+    let own = if (rtt_delta_ewma > th.red_rtt_ms && drops >= th.min_drops_red && queued >= th.min_queue_red)
+        || rtt_delta_ewma > th.severe_rtt_ms
+    {
         Congestion::Red
     } else if rtt_delta_ewma > th.yellow_rtt_ms || queued >= th.min_queue_yellow {
         Congestion::Yellow
     } else {
         Congestion::Green
+    };
+    match zone {
+        Some(z) if z.is_red() => {
+            if own == Congestion::Red
+                || rtt_delta_ewma > th.red_rtt_ms
+                || (wan_override && z == WanZone::Red)
+            {
+                Congestion::Red
+            } else {
+                Congestion::Yellow
+            }
+        }
+        _ => own,
     }
 }
 
@@ -280,6 +377,13 @@ pub struct SteeringEngine {
     action_failures: u64,
     cycles: u64,
     failed_cycles: u64,
+    held_cycles: u64,
+    lost_congested_cycles: u64,
+    last_measured_at: Option<Instant>,
+    unmeasured_limit: Duration,
+    wan: WanStateConfig,
+    wan_zone: Option<WanZone>,
+    wan_zone_stale: bool,
     logs: Limiters,
 }
 
@@ -328,6 +432,13 @@ impl SteeringEngine {
             action_failures: 0,
             cycles: 0,
             failed_cycles: 0,
+            held_cycles: 0,
+            lost_congested_cycles: 0,
+            last_measured_at: None,
+            unmeasured_limit: UNMEASURED_DEGRADED_AFTER.max(cfg.ping_timeout * 3),
+            wan: cfg.wan_state.clone(),
+            wan_zone: None,
+            wan_zone_stale: false,
             logs: Limiters {
                 baseline: LogLimiter::new(LOG_EVERY),
                 unmeasurable: LogLimiter::new(LOG_EVERY),
@@ -377,18 +488,26 @@ impl SteeringEngine {
         self.flap.update(now);
         let (drops, queued) = self.read_cake(m);
         self.update_baseline(m.baseline_ms, now);
+        let zone = self.update_zone(now, m.wan_zone);
         let Some(baseline) = self.state.baseline_rtt else {
             return self.gap(now, "no baseline RTT available");
         };
-        let Some(rtt) = m.rtt_ms.filter(|r| r.is_finite() && *r >= 0.0) else {
-            return self.gap(now, "no RTT measurement");
+        let rtt = match m.rtt_ms.filter(|r| r.is_finite() && *r >= 0.0) {
+            Some(r) => r,
+            None if m.rtt_pending => return self.hold(now),
+            None => return self.lost(now, drops, queued, zone),
         };
         self.logs.unmeasurable.reset();
+        self.last_measured_at = Some(now);
         self.last_rtt_ms = Some(rtt);
         let delta = (rtt - baseline).max(0.0);
         let signal = if self.cake_aware {
+            // The EWMA's input is capped at twice the severe threshold: beyond it the
+            // verdict is RED anyway, and an uncapped 600 ms sample would hold the EWMA above
+            // the YELLOW threshold for a dozen cycles after the delay is gone (issue 12).
+            let bound = RTT_EWMA_BOUND.min(2.0 * self.th.severe_rtt_ms);
             let s = &mut self.state;
-            s.rtt_delta_ewma = ewma(s.rtt_delta_ewma, delta, self.th.rtt_ewma_alpha, RTT_EWMA_BOUND);
+            s.rtt_delta_ewma = ewma(s.rtt_delta_ewma, delta, self.th.rtt_ewma_alpha, bound);
             s.queue_ewma = ewma(s.queue_ewma, queued as f64, self.th.queue_ewma_alpha, QUEUE_EWMA_BOUND);
             s.rtt_delta_ewma
         } else {
@@ -415,7 +534,9 @@ impl SteeringEngine {
             }
             None => None,
         };
-        let congestion = self.cake_aware.then(|| assess(&self.th, signal, drops, queued));
+        let congestion = self
+            .cake_aware
+            .then(|| assess_with(&self.th, signal, drops, queued, zone, self.wan.wan_override));
         if let Some(c) = congestion {
             self.state.congestion_state = c.as_str().to_string();
         }
@@ -431,7 +552,7 @@ impl SteeringEngine {
                     );
                 }
             }
-            None => self.hysteresis(now, delta, signal, drops, queued, congestion),
+            None => self.hysteresis(now, delta, signal, drops, queued, congestion, zone),
         }
         if let Some(c) = congestion {
             push_bounded(&mut self.state.cake_state_history, c.as_str().to_string(), CAKE_STATE_HISTORY_LEN);
@@ -570,6 +691,13 @@ impl SteeringEngine {
                 .map(Controller::would_decisions),
             cycles: self.cycles,
             failed_cycles: self.failed_cycles,
+            held_cycles: self.held_cycles,
+            lost_congested_cycles: self.lost_congested_cycles,
+            unmeasured_seconds: now.saturating_since(self.last_measured_at.unwrap_or(self.started_at)).as_secs_f64(),
+            unmeasured_limit_seconds: self.unmeasured_limit.as_secs_f64(),
+            wan_awareness: self.wan.enabled,
+            wan_zone: self.wan_zone.map(WanZone::as_str),
+            wan_zone_stale: self.wan_zone_stale,
         }
     }
 
@@ -761,6 +889,71 @@ impl SteeringEngine {
         self.state.baseline_rtt = Some(v);
     }
 
+    /// The WAN zone to use this cycle: `None` when WAN awareness is off, in its grace period
+    /// after start, or the state file is older than `staleness_threshold_sec` (upstream reads
+    /// a stale zone as GREEN; no zone is the same here).
+    fn update_zone(&mut self, now: Instant, read: Option<(WanZone, Duration)>) -> Option<WanZone> {
+        self.wan_zone = None;
+        self.wan_zone_stale = false;
+        if !self.wan.enabled || now.saturating_since(self.started_at) < self.wan.grace_period {
+            return None;
+        }
+        let (zone, age) = read?;
+        if age > self.wan.staleness {
+            self.wan_zone_stale = true;
+            return None;
+        }
+        self.wan_zone = Some(zone);
+        Some(zone)
+    }
+
+    /// No reply this cycle, probes still within their timeout: the replies are slow, not
+    /// absent. Nothing is counted either way (a recovery needs consecutive clean samples,
+    /// so the GREEN count restarts); not a failure.
+    fn hold(&mut self, now: Instant) -> CycleOutcome {
+        self.held_cycles += 1;
+        self.state.good_count = 0;
+        self.maybe_reconcile(now);
+        debug!(target: TARGET, "replies still on their way (RTT above the cycle), holding {}", self.state.current_state);
+        CycleOutcome::Held
+    }
+
+    /// Nothing came back within the ping timeout. With other evidence of congestion this
+    /// is a RED (legacy: bad) sample: CAKE dropping at the RED minimum or holding the RED
+    /// backlog, or the autorate daemon's zone RED/SOFT_RED (WAN awareness). Probes lost in a
+    /// congested queue are the congestion, not a measuring fault. Without such evidence it
+    /// is unmeasurable: the state is held (an outage is not congestion, a dead reflector
+    /// must not steer traffic).
+    fn lost(&mut self, now: Instant, drops: u64, queued: u64, zone: Option<WanZone>) -> CycleOutcome {
+        let cake = self.cake_aware && (drops >= self.th.min_drops_red || queued >= self.th.min_queue_red);
+        let autorate = zone.is_some_and(WanZone::is_red);
+        if !(cake || autorate) {
+            return self.gap(now, "no RTT measurement");
+        }
+        self.lost_congested_cycles += 1;
+        self.last_measured_at = Some(now);
+        self.logs.unmeasurable.reset();
+        let congestion = self.cake_aware.then_some(Congestion::Red);
+        if let Some(c) = congestion {
+            self.state.congestion_state = c.as_str().to_string();
+            push_bounded(&mut self.state.cake_state_history, c.as_str().to_string(), CAKE_STATE_HISTORY_LEN);
+        }
+        if let Some(c) = &mut self.controller {
+            c.on_gap();
+        }
+        // A delta beyond every threshold stands for "no reply within the timeout".
+        let delta = f64::INFINITY;
+        let signal = self.state.rtt_delta_ewma;
+        self.hysteresis(now, delta, signal, drops, queued, congestion, zone);
+        self.maybe_reconcile(now);
+        debug!(
+            target: TARGET,
+            "no reply within the ping timeout while {}: counted as congestion",
+            if cake { "CAKE drops/queues" } else { "the autorate daemon reports RED" }
+        );
+        CycleOutcome::Ok
+    }
+
     /// An unmeasurable cycle: hold the steering state (see the module docs).
     fn gap(&mut self, now: Instant, reason: &'static str) -> CycleOutcome {
         self.failed_cycles += 1;
@@ -789,8 +982,13 @@ impl SteeringEngine {
         drops: u64,
         queued: u64,
         congestion: Option<Congestion>,
+        zone: Option<WanZone>,
     ) {
         let steering = self.is_steering();
+        // Legacy mode and the WAN zone (see `assess_with`): with `wan_override` a RED zone is
+        // a bad sample; a recovered sample needs the zone out of RED and SOFT_RED.
+        let zone_red = zone.is_some_and(WanZone::is_red);
+        let zone_bad = self.wan.wan_override && zone == Some(WanZone::Red);
         let wan = self.primary_wan.to_uppercase();
         let (bad, good, need_bad, need_good) = match congestion {
             Some(c) => (
@@ -800,8 +998,8 @@ impl SteeringEngine {
                 self.flap.samples(self.th.green_samples_required, now),
             ),
             None => (
-                delta > self.th.bad_threshold_ms,
-                delta < self.th.recovery_threshold_ms,
+                delta > self.th.bad_threshold_ms || zone_bad,
+                delta < self.th.recovery_threshold_ms && !zone_red,
                 self.flap.samples(self.th.bad_samples, now),
                 self.flap.samples(self.th.good_samples, now),
             ),
@@ -1009,8 +1207,22 @@ pub struct SteeringHealth {
     pub dry_run_decisions: Option<(u64, u64)>,
     /// Cycles run (addition).
     pub cycles: u64,
-    /// Cycles that failed (addition).
+    /// Cycles that failed: unmeasurable (addition).
     pub failed_cycles: u64,
+    /// Cycles held while replies were on their way (addition, issue 12).
+    pub held_cycles: u64,
+    /// Cycles without any reply counted as congestion on other evidence (addition).
+    pub lost_congested_cycles: u64,
+    /// Since the last measurement (or the start), seconds (addition).
+    pub unmeasured_seconds: f64,
+    /// `unmeasured_seconds` from which `/health` says degraded (addition).
+    pub unmeasured_limit_seconds: f64,
+    /// `wan_state.enabled`.
+    pub wan_awareness: bool,
+    /// The autorate zone used in the last cycle, if any.
+    pub wan_zone: Option<&'static str>,
+    /// The autorate state file was too old to use in the last cycle.
+    pub wan_zone_stale: bool,
 }
 
 /// The router connectivity figures `/health` shows (the shell owns the [`Connectivity`]
@@ -1043,8 +1255,11 @@ impl RouterStatus {
 }
 
 /// The steering `/health` response: (HTTP status, JSON body). v1.8 fields in the
-/// original's order (INTERFACES.md §2.3), then wanctl's additions. 200 iff fewer than 3
-/// consecutive failed cycles and the router reachable; else 503 with `degraded`.
+/// original's order (INTERFACES.md §2.3), then wanctl's additions. 200 iff the router is
+/// reachable and the last measurement is younger than `unmeasured_limit_seconds` (at least
+/// [`UNMEASURED_DEGRADED_AFTER`]); else 503 with `degraded`: the daemon cannot do its job.
+/// A congested primary is not degraded (the original said 503 after 3 failed cycles, which
+/// with its ping handling meant "the primary is at its worst").
 /// `router` is the shell's router reachability (fed by every router exchange), read at `now`.
 pub fn render_health(
     h: &SteeringHealth,
@@ -1067,7 +1282,7 @@ pub fn render_health_with(
     consecutive_failures: u32,
     router: &RouterStatus,
 ) -> (u16, String) {
-    let healthy = consecutive_failures < 3 && router.is_reachable;
+    let healthy = router.is_reachable && h.unmeasured_seconds < h.unmeasured_limit_seconds;
     let mut j = Json::default();
     j.open();
     j.key("status").str(if healthy { "healthy" } else { "degraded" });
@@ -1160,6 +1375,18 @@ pub fn render_health_with(
     }
     j.key("cycles").int(i128::from(h.cycles));
     j.key("failed_cycles").int(i128::from(h.failed_cycles));
+    j.key("held_cycles").int(i128::from(h.held_cycles));
+    j.key("lost_congested_cycles").int(i128::from(h.lost_congested_cycles));
+    j.key("unmeasured_seconds").float(round_to(h.unmeasured_seconds, 1));
+    j.key("wan_awareness").open();
+    j.key("enabled").bool(h.wan_awareness);
+    j.key("zone");
+    match h.wan_zone {
+        Some(z) => j.str(z),
+        None => j.null(),
+    };
+    j.key("stale").bool(h.wan_zone_stale);
+    j.close();
     j.close();
     (if healthy { 200 } else { 503 }, j.finish())
 }

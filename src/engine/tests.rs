@@ -314,7 +314,12 @@ fn state_round_trips_through_the_controller() {
     let bytes = saved.encode();
     let mut fresh = WanController::new(&cfg, Instant::ZERO);
     fresh.restore(&crate::engine::state::StateFile::decode(&bytes).expect("valid"));
-    assert!(saved.same_content(&fresh.to_state(String::new())));
+    // The zones (`congestion`, issue 12) describe the last cycle for steering; they are
+    // not restored: the next cycle recomputes them.
+    let mut back = fresh.to_state(String::new());
+    assert_eq!(back.congestion.as_ref().map(|c| c.dl_state.as_str()), Some("GREEN"));
+    back.congestion = saved.congestion.clone();
+    assert!(saved.same_content(&back));
 }
 
 #[test]

@@ -838,7 +838,7 @@ impl WanController {
 impl WanController {
     /// The persisted view (INTERFACES.md §6); `timestamp` is the naive local time string.
     pub fn to_state(&self, timestamp: String) -> crate::engine::state::StateFile {
-        use crate::engine::state::{DirectionState, EwmaState, LastApplied, StateFile};
+        use crate::engine::state::{Congestion, DirectionState, EwmaState, LastApplied, StateFile};
         let dir = |q: &QueueController| DirectionState {
             green_streak: q.green_streak,
             soft_red_streak: q.soft_red_streak,
@@ -857,6 +857,10 @@ impl WanController {
                 dl_rate: applied.map(|r| r.download.0),
                 ul_rate: applied.map(|r| r.upload.0),
             },
+            congestion: Some(Congestion {
+                dl_state: self.last_report.download.zone.as_str().to_string(),
+                ul_state: self.last_report.upload.zone.as_str().to_string(),
+            }),
             timestamp,
         }
     }

@@ -18,8 +18,9 @@ use crate::engine::health::{self, HttpRequest};
 use crate::engine::router::{LinkOutput, LinkSettings, RouterLink, transport_name};
 use crate::engine::state::StateFile;
 use crate::engine::stats::LogLimiter;
+use crate::engine::steering::rounds::{CycleRtt, PingRounds};
 use crate::engine::steering::{
-    Action, CakeReading, Measurements, SteeringEngine, SteeringState, render_health,
+    Action, CakeReading, Measurements, SteeringEngine, SteeringState, WanZone, render_health,
 };
 use crate::rng::Rng;
 use crate::shell::event_loop::{StartupError, resolve};
@@ -55,10 +56,25 @@ fn startup(code: u8, message: String) -> StartupError {
     StartupError { message, code }
 }
 
-/// The baseline from the autorate state file (`ewma.baseline_rtt`), if readable.
-fn read_baseline(path: &Path) -> Option<f64> {
-    let bytes = crate::shell::files::read_small_regular(path, crate::shell::files::MAX_STATE_BYTES).ok()?;
-    StateFile::decode(&bytes).ok()?.ewma.map(|e| e.baseline_rtt)
+/// From one read of the autorate state file: the baseline (`ewma.baseline_rtt`) and the
+/// download zone (`congestion.dl_state`, written by wanctl) with the file's age (its
+/// modification time against the wall clock; a file from the future counts as fresh).
+fn read_autorate_state(path: &Path) -> (Option<f64>, Option<(WanZone, Duration)>) {
+    let Ok(bytes) = crate::shell::files::read_small_regular(path, crate::shell::files::MAX_STATE_BYTES) else {
+        return (None, None);
+    };
+    let Ok(state) = StateFile::decode(&bytes) else {
+        return (None, None);
+    };
+    let age = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(|t| std::time::SystemTime::now().duration_since(t).unwrap_or(Duration::ZERO));
+    let zone = match (state.congestion.as_ref().and_then(|c| WanZone::parse(&c.dl_state)), age) {
+        (Some(z), Some(a)) => Some((z, a)),
+        _ => None,
+    };
+    (state.ewma.map(|e| e.baseline_rtt), zone)
 }
 
 fn wall_iso() -> String {
@@ -200,8 +216,7 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
     let mut events = Events::with_capacity(16);
     let mut buf = [0u8; 2048];
     let mut send_buf = [0u8; 64];
-    let mut round: Vec<(u16, Instant)> = Vec::new();
-    let mut rtts: Vec<f64> = Vec::new();
+    let mut rounds = PingRounds::new(cfg.ping_timeout);
     let mut seq: u16 = rng.next_u32() as u16;
     let mut cake: Option<CakeReading> = None;
     let mut cake_failed = false;
@@ -254,11 +269,7 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
                                 {
                                     continue;
                                 }
-                                if let Some(pos) = round.iter().position(|(s, _)| *s == reply.seq_no) {
-                                    let (_, sent) = round.swap_remove(pos);
-                                    let at = rx.kernel_time.unwrap_or(now);
-                                    rtts.push(at.saturating_since(sent).as_secs_f64() * 1000.0);
-                                }
+                                rounds.on_reply(reply.seq_no, rx.kernel_time.unwrap_or(now));
                             }
                             Ok(None) | Err(_) => break,
                         }
@@ -370,23 +381,24 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
             }
         }
         if tick {
-            // Close the previous ping round.
-            rtts.sort_by(f64::total_cmp);
-            let rtt = (!rtts.is_empty()).then(|| {
-                let n = rtts.len();
-                if n % 2 == 1 { rtts[n / 2] } else { (rtts[n / 2 - 1] + rtts[n / 2]) / 2.0 }
-            });
-            rtts.clear();
-            round.clear();
+            // What the open ping rounds measured this cycle (replies count until the ping
+            // timeout, whatever cycle they land in: engine::steering::rounds).
+            let measured = rounds.close_cycle(now);
+            let (baseline_ms, wan_zone) = read_autorate_state(Path::new(&cfg.primary_state_file));
             let m = Measurements {
-                baseline_ms: read_baseline(Path::new(&cfg.primary_state_file)),
-                rtt_ms: rtt,
+                baseline_ms,
+                rtt_ms: match measured {
+                    CycleRtt::Measured { median_ms, .. } => Some(median_ms),
+                    _ => None,
+                },
+                rtt_pending: matches!(measured, CycleRtt::Pending { .. } | CycleRtt::Idle),
+                wan_zone,
                 cake: if cfg.cake_aware { cake } else { None },
                 cake_read_failed: cfg.cake_aware && cake_failed,
             };
             let outcome = engine.on_cycle(now, &wall_iso(), &m);
             match outcome {
-                crate::engine::steering::CycleOutcome::Ok => {
+                crate::engine::steering::CycleOutcome::Ok | crate::engine::steering::CycleOutcome::Held => {
                     consecutive_failures = 0;
                     if !ready {
                         ready = true;
@@ -414,7 +426,7 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
                 if let Ok(len) = icmp::emit_request(family, ident, seq, now, 16, &mut send_buf)
                     && sock.send_to(&send_buf[..len], ping_ip).is_ok()
                 {
-                    round.push((seq, now));
+                    rounds.on_sent(seq, now);
                 }
             }
             // State file: when changed, at most once a second.

@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::config::{ConfidenceConfig, SteeringConfig, parse_steering};
 use crate::engine::connectivity::FailureKind;
 use crate::engine::history::iso_utc;
+use crate::engine::steering::rounds::{CycleRtt, PingRounds};
 use crate::engine::steering::{
     Action, CakeReading, CycleOutcome, Measurements, RETRY_BACKOFF, SteeringEngine,
 };
@@ -78,6 +79,22 @@ pub struct Conditions {
     pub baseline_lost: bool,
     /// The CAKE counters cannot be read.
     pub cake_fails: bool,
+}
+
+/// How the world's pings behave.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PingModel {
+    /// Every cycle's round is answered within the cycle (the RTT of the conditions is the
+    /// cycle's measurement): the decision logic alone.
+    Instant,
+    /// Real rounds (issue 12): `ping_count` probes per cycle, each answered after the RTT of
+    /// the conditions at its send time, through the daemon's own [`PingRounds`] with the
+    /// configured ping timeout, or (`old: true`) with rounds closed at the next tick as
+    /// the first version did (replies slower than the cycle discarded).
+    Rounds {
+        /// Close rounds at the next tick.
+        old: bool,
+    },
 }
 
 /// Periodic bursts of other conditions (a flapping link).
@@ -239,6 +256,10 @@ pub struct SteeringWorld {
     dropped: u64,
     latency_cycles: u64,
     outstanding: Option<(u64, bool, Result<bool, FailureKind>)>,
+    pings: PingModel,
+    rounds: PingRounds,
+    in_air: Vec<(Instant, u16)>,
+    seq: u16,
 }
 
 /// Unix time of the simulation's t = 0 (for the ISO stamps in the state).
@@ -265,6 +286,46 @@ impl SteeringWorld {
             dropped: 0,
             latency_cycles,
             outstanding: None,
+            pings: PingModel::Instant,
+            rounds: PingRounds::new(Duration::from_secs(2)),
+            in_air: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    /// Uses `model` for the pings.
+    pub fn with_pings(mut self, model: PingModel) -> SteeringWorld {
+        self.pings = model;
+        let timeout = match model {
+            // Just under a cycle: a reply must land before the next tick.
+            PingModel::Rounds { old: true } => self.cfg.interval.saturating_sub(Duration::from_micros(1)),
+            _ => self.cfg.ping_timeout,
+        };
+        self.rounds = PingRounds::new(timeout);
+        self
+    }
+
+    /// Runs the ping rounds for this cycle: delivers replies due by `now`, closes the cycle,
+    /// sends the next round. Returns (RTT, pending).
+    fn ping_cycle(&mut self, now: Instant, cond: &Conditions, jitter: f64, old: bool) -> (Option<f64>, bool) {
+        self.in_air.sort_by_key(|a| a.0);
+        let due = self.in_air.iter().take_while(|a| a.0 <= now).count();
+        for (at, seq) in self.in_air.drain(..due) {
+            self.rounds.on_reply(seq, at);
+        }
+        let measured = self.rounds.close_cycle(now);
+        for i in 0..self.cfg.ping_count.max(1) {
+            self.seq = self.seq.wrapping_add(1);
+            self.rounds.on_sent(self.seq, now);
+            if !cond.rtt_lost {
+                let rtt = self.profile.base_rtt_ms + cond.delay_ms + jitter + f64::from(i) * 0.1;
+                self.in_air.push((now + Duration::from_micros((rtt * 1000.0) as u64), self.seq));
+            }
+        }
+        match measured {
+            CycleRtt::Measured { median_ms, .. } => (Some(median_ms), false),
+            CycleRtt::Pending { .. } | CycleRtt::Idle => (None, !old),
+            CycleRtt::Lost => (None, false),
         }
     }
 
@@ -301,7 +362,10 @@ impl SteeringWorld {
         self.deliver(now, &mut delivered);
         let cond = self.profile.at(t);
         let jitter = (self.rng.normal() * self.profile.jitter_ms).abs();
-        let rtt = (!cond.rtt_lost).then_some(self.profile.base_rtt_ms + cond.delay_ms + jitter);
+        let (rtt, rtt_pending) = match self.pings {
+            PingModel::Instant => (Some(self.profile.base_rtt_ms + cond.delay_ms + jitter).filter(|_| !cond.rtt_lost), false),
+            PingModel::Rounds { old } => self.ping_cycle(now, &cond, jitter, old),
+        };
         let mut drops = cond.drops_per_cycle;
         if cond.drops_increasing {
             drops += self.step;
@@ -310,6 +374,8 @@ impl SteeringWorld {
         let m = Measurements {
             baseline_ms: (!cond.baseline_lost).then_some(self.profile.base_rtt_ms),
             rtt_ms: rtt,
+            rtt_pending,
+            wan_zone: None,
             cake: (!cond.cake_fails)
                 .then_some(CakeReading { dropped: self.dropped, queued_packets: cond.queue }),
             cake_read_failed: cond.cake_fails,
@@ -371,6 +437,8 @@ pub struct Scenario {
     pub router_failures: fn() -> Vec<RouterFailure>,
     /// Cycles until a router answer arrives.
     pub latency_cycles: u64,
+    /// How pings behave.
+    pub pings: PingModel,
     /// Scenario-specific invariants.
     pub check: fn(&SteeringWorld) -> Vec<String>,
 }
@@ -415,6 +483,7 @@ pub fn all() -> Vec<Scenario> {
             profile: || profile(vec![(0.0, QUIET), (10.0, CONGESTED)]),
             router_failures: no_failures,
             latency_cycles: 0,
+            pings: PingModel::Instant,
             check: check_congestion_on,
         },
         Scenario {
@@ -429,6 +498,7 @@ pub fn all() -> Vec<Scenario> {
             profile: || profile(vec![(0.0, QUIET), (2.0, CONGESTED), (10.0, QUIET)]),
             router_failures: no_failures,
             latency_cycles: 1,
+            pings: PingModel::Instant,
             check: check_recovery_off,
         },
         Scenario {
@@ -438,6 +508,7 @@ pub fn all() -> Vec<Scenario> {
             config: || {
                 let mut c = sample_steering_config();
                 c.thresholds.red_rtt_ms = 500.0;
+                c.thresholds.severe_rtt_ms = 1000.0;
                 c.confidence = Some(confidence(true));
                 c
             },
@@ -453,6 +524,7 @@ pub fn all() -> Vec<Scenario> {
             },
             router_failures: no_failures,
             latency_cycles: 0,
+            pings: PingModel::Instant,
             check: check_dry_run,
         },
         Scenario {
@@ -477,6 +549,7 @@ pub fn all() -> Vec<Scenario> {
             },
             router_failures: no_failures,
             latency_cycles: 0,
+            pings: PingModel::Instant,
             check: check_flapping,
         },
         Scenario {
@@ -497,6 +570,7 @@ pub fn all() -> Vec<Scenario> {
             },
             router_failures: no_failures,
             latency_cycles: 0,
+            pings: PingModel::Instant,
             check: check_unmeasurable,
         },
         Scenario {
@@ -517,6 +591,7 @@ pub fn all() -> Vec<Scenario> {
                 ]
             },
             latency_cycles: 1,
+            pings: PingModel::Instant,
             check: check_router_failure,
         },
         Scenario {
@@ -533,17 +608,235 @@ pub fn all() -> Vec<Scenario> {
             },
             router_failures: no_failures,
             latency_cycles: 0,
+            pings: PingModel::Instant,
             check: check_cake_blind,
+        },
+        Scenario {
+            name: "collapse_cake",
+            about: "issue 12, cake_aware, 0.5 s cycles, 3 pings, 2 s timeout: the line collapses below the autorate floor 20-50 s (RTT 620 ms; the queue is upstream of CAKE: no drops, no backlog): on within 5 s, off within green samples + 5 s, nothing unmeasurable",
+            duration_s: 80.0,
+            config: collapse_config,
+            profile: || profile(vec![(0.0, QUIET), (20.0, COLLAPSE), (50.0, QUIET)]),
+            router_failures: no_failures,
+            latency_cycles: 0,
+            pings: PingModel::Rounds { old: false },
+            check: check_collapse,
+        },
+        Scenario {
+            name: "collapse_legacy",
+            about: "the same collapse with cake_aware false (bad_samples 8, good_samples 15)",
+            duration_s: 80.0,
+            config: || {
+                let mut c = collapse_config();
+                c.cake_aware = false;
+                c
+            },
+            profile: || profile(vec![(0.0, QUIET), (20.0, COLLAPSE), (50.0, QUIET)]),
+            router_failures: no_failures,
+            latency_cycles: 0,
+            pings: PingModel::Rounds { old: false },
+            check: check_collapse,
+        },
+        Scenario {
+            name: "rtt_over_interval",
+            about: "RTT 1.5 s (three cycles, under the 2 s timeout) 20-50 s with CAKE dropping: measured, steered, never unmeasurable",
+            duration_s: 80.0,
+            config: collapse_config,
+            profile: || {
+                profile(vec![
+                    (0.0, QUIET),
+                    (20.0, Conditions { delay_ms: 1480.0, drops_per_cycle: 3, queue: 80, ..QUIET }),
+                    (50.0, QUIET),
+                ])
+            },
+            router_failures: no_failures,
+            latency_cycles: 0,
+            pings: PingModel::Rounds { old: false },
+            check: check_collapse,
+        },
+        Scenario {
+            name: "lost_in_congestion",
+            about: "every probe lost 20-50 s while CAKE drops and queues at the RED minimum: loss is congestion evidence, steered; the same loss on a clean queue is held (primary_unmeasurable)",
+            duration_s: 80.0,
+            config: collapse_config,
+            profile: || {
+                profile(vec![
+                    (0.0, QUIET),
+                    (20.0, Conditions { rtt_lost: true, drops_per_cycle: 5, queue: 80, ..QUIET }),
+                    (50.0, QUIET),
+                ])
+            },
+            router_failures: no_failures,
+            latency_cycles: 0,
+            pings: PingModel::Rounds { old: false },
+            check: check_lost_in_congestion,
         },
     ]
 }
 
+/// The issue-12 site: 0.5 s cycles, 3 pings, the original's other defaults.
+fn collapse_config() -> SteeringConfig {
+    let mut c = sample_steering_config();
+    c.interval = Duration::from_millis(500);
+    c.ping_count = 3;
+    c
+}
+
+/// A collapse below the autorate floor: 600 ms of queue in the modem, CAKE idle.
+const COLLAPSE: Conditions = Conditions { delay_ms: 600.0, ..QUIET };
+
+/// On within 5 s of the event, off within green samples + 5 s of the recovery, exactly two
+/// transitions, no unmeasurable cycle (replies always came within the timeout).
+fn check_collapse(w: &SteeringWorld) -> Vec<String> {
+    let mut v = vec![];
+    let (start, end) = event_times(&w.profile);
+    let (start, end) = (start.unwrap_or(0.0), end.unwrap_or(0.0));
+    let interval = w.cfg.interval.as_secs_f64();
+    let good = if w.cfg.cake_aware { w.cfg.thresholds.green_samples_required } else { w.cfg.thresholds.good_samples };
+    match w.transitions.iter().find(|t| t.1) {
+        Some(&(t, _)) if t - start <= 5.0 => {}
+        other => v.push(format!("enabled at {other:?}, not within 5 s of {start} s")),
+    }
+    // A reply measures the delay at its send time: an RTT of 1.5 s reports the recovery
+    // 1.5 s late, whatever the daemon does.
+    let worst_rtt = w.profile.steps.iter().map(|s| s.1.delay_ms).fold(0.0, f64::max) / 1000.0;
+    let off_limit = f64::from(good) * interval + 5.0 + worst_rtt;
+    match w.transitions.iter().find(|t| !t.1 && t.0 >= end) {
+        Some(&(t, _)) if t - end <= off_limit => {}
+        other => v.push(format!("disabled at {other:?}, not within {off_limit} s of {end} s")),
+    }
+    if w.transitions.len() != 2 {
+        v.push(format!("{} transitions, expected 2", w.transitions.len()));
+    }
+    let failed = w.trace.iter().filter(|r| matches!(r.outcome, CycleOutcome::Failed(_))).count();
+    if failed > 0 {
+        v.push(format!("{failed} cycles unmeasurable although every reply came within the timeout"));
+    }
+    v
+}
+
+fn check_lost_in_congestion(w: &SteeringWorld) -> Vec<String> {
+    let mut v = vec![];
+    match w.transitions.iter().find(|t| t.1) {
+        // The timeout (2 s) must pass before a round counts as lost.
+        Some(&(t, _)) if (20.0..=20.0 + 2.0 + 5.0).contains(&t) => {}
+        other => v.push(format!("enabled at {other:?}, expected within 7 s of 20 s")),
+    }
+    if !w.transitions.iter().any(|t| !t.1 && t.0 >= 50.0) {
+        v.push("never disabled after the loss ended".into());
+    }
+    v
+}
+
 /// Runs a scenario with a seed.
 pub fn run(s: &Scenario, seed: u64) -> SteeringWorld {
+    run_with(s, s.pings, seed)
+}
+
+/// Runs a scenario with a seed and the given ping model.
+pub fn run_with(s: &Scenario, pings: PingModel, seed: u64) -> SteeringWorld {
     let mut w =
-        SteeringWorld::new((s.config)(), (s.profile)(), (s.router_failures)(), s.latency_cycles, seed);
+        SteeringWorld::new((s.config)(), (s.profile)(), (s.router_failures)(), s.latency_cycles, seed)
+            .with_pings(pings);
     w.run_until(s.duration_s);
     w
+}
+
+/// The figures the steering table prints for one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SteeringFigures {
+    /// Scenario.
+    pub name: &'static str,
+    /// Seed.
+    pub seed: u64,
+    /// Which ping handling.
+    pub pings: &'static str,
+    /// Seconds from the scenario's event to the confirmed enable.
+    pub enable_s: Option<f64>,
+    /// Seconds from the scenario's recovery to the confirmed disable.
+    pub disable_s: Option<f64>,
+    /// Confirmed transitions.
+    pub toggles: usize,
+    /// Unmeasurable (failed) cycles.
+    pub unmeasurable: usize,
+    /// Held cycles (replies on their way).
+    pub held: usize,
+}
+
+/// The event and recovery times of a scenario (for the table): the first step whose
+/// conditions differ from the first, and the next step after it.
+fn event_times(p: &Profile) -> (Option<f64>, Option<f64>) {
+    let first = p.steps.first().map(|s| s.1);
+    let ev = p.steps.iter().position(|s| Some(s.1) != first);
+    let start = ev.map(|i| p.steps[i].0);
+    let end = ev.and_then(|i| p.steps.get(i + 1)).map(|s| s.0);
+    (start, end)
+}
+
+/// Figures of a finished run.
+pub fn figures(s: &Scenario, w: &SteeringWorld, seed: u64) -> SteeringFigures {
+    let (start, end) = event_times(&w.profile);
+    let on = w.transitions.iter().find(|t| t.1 && start.is_none_or(|s| t.0 >= s)).map(|t| t.0);
+    let off = w.transitions.iter().find(|t| !t.1 && end.is_some_and(|e| t.0 >= e)).map(|t| t.0);
+    SteeringFigures {
+        name: s.name,
+        seed,
+        pings: match w.pings {
+            PingModel::Instant => "instant",
+            PingModel::Rounds { old: false } => "rounds",
+            PingModel::Rounds { old: true } => "tick",
+        },
+        enable_s: on.zip(start).map(|(t, s)| t - s),
+        disable_s: off.zip(end).map(|(t, e)| t - e),
+        toggles: w.transitions.len(),
+        unmeasurable: w.trace.iter().filter(|r| matches!(r.outcome, CycleOutcome::Failed(_))).count(),
+        held: w.trace.iter().filter(|r| r.outcome == CycleOutcome::Held).count(),
+    }
+}
+
+/// The steering table: every scenario and seed; the scenarios with real ping rounds also
+/// with the first version's rounds (closed at the next tick) on the same seed.
+pub fn table(rows: &[SteeringFigures]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<22} {:>4} {:<8} {:>9} {:>10} {:>7} {:>12} {:>5}",
+        "scenario", "seed", "pings", "enable s", "disable s", "toggles", "unmeasurable", "held"
+    );
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}"));
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<22} {:>4} {:<8} {:>9} {:>10} {:>7} {:>12} {:>5}",
+            r.name,
+            r.seed,
+            r.pings,
+            f(r.enable_s),
+            f(r.disable_s),
+            r.toggles,
+            r.unmeasurable,
+            r.held
+        );
+    }
+    out
+}
+
+/// Runs every scenario for `seeds`: (figures rows, invariant violations).
+pub fn run_all(seeds: &[u64]) -> (Vec<SteeringFigures>, Vec<String>) {
+    let (mut rows, mut bad) = (vec![], vec![]);
+    for s in all() {
+        for &seed in seeds {
+            let w = run(&s, seed);
+            bad.extend(check(&s, &w, seed));
+            rows.push(figures(&s, &w, seed));
+            if s.pings != PingModel::Instant {
+                let old = run_with(&s, PingModel::Rounds { old: true }, seed);
+                rows.push(figures(&s, &old, seed));
+            }
+        }
+    }
+    (rows, bad)
 }
 
 /// Every invariant of a finished run (common ones, then the scenario's); each message
@@ -558,6 +851,7 @@ fn common(w: &SteeringWorld) -> Vec<String> {
     let mut v = vec![];
     let mut last_call_failed = false;
     let mut prev_steering = false;
+    let mut prev_lost = false;
     for r in &w.trace {
         // The engine's state changes only on a delivered, successful result reporting it.
         if r.steering != prev_steering && !r.delivered.iter().any(|(_, res)| *res == Ok(r.steering)) {
@@ -579,10 +873,15 @@ fn common(w: &SteeringWorld) -> Vec<String> {
         }
         // Failed cycles are exactly the unmeasurable ones.
         let failed = matches!(r.outcome, CycleOutcome::Failed(_));
-        if r.cond.rtt_lost && !failed {
+        // With real rounds a lost round is only unmeasurable after the ping timeout, and
+        // not at all when CAKE shows congestion (lost_in_congestion).
+        if r.cond.rtt_lost && !failed && w.pings == PingModel::Instant {
             v.push(format!("t={:.2}: no RTT but the cycle succeeded", r.t));
         }
-        if failed && !(r.cond.rtt_lost || r.cond.baseline_lost) {
+        // With real rounds a cycle measures the previous cycle's probes.
+        let lagged = w.pings != PingModel::Instant && prev_lost;
+        prev_lost = r.cond.rtt_lost;
+        if failed && !(r.cond.rtt_lost || r.cond.baseline_lost || lagged) {
             v.push(format!("t={:.2}: measurable cycle failed: {:?}", r.t, r.outcome));
         }
         prev_steering = r.steering;

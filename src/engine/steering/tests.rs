@@ -85,6 +85,7 @@ impl Rig {
             rtt_ms: rtt,
             cake: Some(CakeReading { dropped: self.dropped, queued_packets: queue }),
             cake_read_failed: false,
+            ..Measurements::default()
         };
         let out = self.e.on_cycle(self.now, ISO, &m);
         let a = self.e.poll_action();
@@ -341,10 +342,11 @@ fn unmeasurable_primary_holds_the_state() {
     assert!(r.e.is_steering());
     assert_eq!(r.e.state_ref().good_count, 0);
     assert_eq!(r.until_action(Rig::green, 100).map(|x| x.0), Some(15));
-    // GOOD: RED evidence is kept across a gap, not added to.
+    // GOOD: RED evidence is kept across a gap, not added to. (A gap while CAKE drops and
+    // queues is itself evidence since issue 12: issue_12_lost_rounds_count_as_congestion_only_with_evidence.)
     let mut r = Rig::new(&cfg());
     r.red();
-    assert_eq!(r.cycle(None, 5, 100).1, None);
+    assert_eq!(r.cycle(None, 0, 0).1, None);
     assert_eq!(r.e.state_ref().red_count, 1);
     assert!(r.red().is_some());
     assert_eq!(r.e.health(r.now).failed_cycles, 1);
@@ -361,6 +363,7 @@ fn cake_counters_deltas_failures_and_rebaselining() {
             rtt_ms: Some(20.0),
             cake: cake.map(|d| CakeReading { dropped: d, queued_packets: 3 }),
             cake_read_failed: cake.is_none(),
+            ..Measurements::default()
         };
         e.on_cycle(Instant::from_secs(t), ISO, &m);
         (e.state_ref().cake_drops_history.back().copied(), e.state_ref().cake_read_failures)
@@ -378,8 +381,15 @@ fn cake_counters_deltas_failures_and_rebaselining() {
 fn cake_read_failure_is_never_congestion() {
     let mut e = SteeringEngine::new(&cfg(), None, Instant::ZERO);
     for t in 1..200 {
-        let m =
-            Measurements { baseline_ms: Some(20.0), rtt_ms: Some(200.0), cake: None, cake_read_failed: true };
+        // 80 ms of delta: above YELLOW, below the severe-delay threshold (120 ms), which
+        // is RED on the delay alone whether CAKE is readable or not (issue 12).
+        let m = Measurements {
+            baseline_ms: Some(20.0),
+            rtt_ms: Some(100.0),
+            cake: None,
+            cake_read_failed: true,
+            ..Measurements::default()
+        };
         assert_eq!(e.on_cycle(Instant::from_millis(t * 50), ISO, &m), CycleOutcome::Ok);
         assert_eq!(e.poll_action(), None);
     }
@@ -413,6 +423,7 @@ fn dry_run_confidence_never_acts_but_the_hysteresis_still_does() {
     let mut c = cfg();
     c.confidence = Some(confidence(true));
     c.thresholds.red_rtt_ms = 500.0; // hysteresis never sees RED
+    c.thresholds.severe_rtt_ms = 1000.0;
     let mut r = Rig::new(&c);
     // YELLOW 10 + severe 25 + drops increasing 10 + queue 10 = 55.
     let mut k = 0;
@@ -544,8 +555,8 @@ fn body(
 fn health_fields_order_and_status() {
     let e = SteeringEngine::new(&cfg(), None, Instant::from_secs(1));
     let (status, v, text) = body(&e, Instant::from_secs(11), 0, true);
-    assert_eq!(status, 200);
-    assert_eq!(v["status"], "healthy");
+    assert_eq!(status, 503, "10 s without a measurement");
+    assert_eq!(v["status"], "degraded");
     assert_eq!(v["uptime_seconds"], 12.3);
     assert_eq!(v["steering"]["enabled"], false);
     assert_eq!(v["steering"]["mode"], "active");
@@ -573,7 +584,9 @@ fn health_fields_order_and_status() {
     ];
     let pos: Vec<usize> = order.iter().map(|k| text.find(k).expect(k)).collect();
     assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");
-    assert_eq!(body(&e, Instant::from_secs(11), 2, true).0, 200, "2 failures still healthy");
+    // Issue 12: failed cycles alone do not make it degraded, 10 s without a measurement does
+    // (here: since the start at 1 s).
+    assert_eq!(body(&e, Instant::from_secs(10), 3, true).0, 200, "3 failures, 9 s: still healthy");
     let (status, v, _) = body(&e, Instant::from_secs(11), 3, true);
     assert_eq!((status, v["status"].as_str()), (503, Some("degraded")));
     assert_eq!(body(&e, Instant::from_secs(11), 0, false).0, 503, "router unreachable");
@@ -839,4 +852,207 @@ fn prometheus_rules_query_only_exported_series() {
     {
         assert!(used.contains(family), "{file}: no rule on {family}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 12: slow replies, lost rounds, severe delay, WAN awareness, health semantics.
+// ---------------------------------------------------------------------------------------
+
+fn issue12_cfg() -> SteeringConfig {
+    let mut c = cfg();
+    c.interval = std::time::Duration::from_millis(500);
+    c
+}
+
+fn at(e: &mut SteeringEngine, t_ms: u64, m: &Measurements) -> (CycleOutcome, Option<Action>) {
+    let out = e.on_cycle(Instant::from_millis(t_ms), ISO, m);
+    let a = e.poll_action();
+    if let Some(Action::SetSteering { enable }) = a {
+        e.on_action_result(Instant::from_millis(t_ms), ISO, Ok(enable));
+    }
+    (out, a)
+}
+
+fn meas(rtt: Option<f64>) -> Measurements {
+    Measurements {
+        baseline_ms: Some(20.0),
+        rtt_ms: rtt,
+        cake: Some(CakeReading { dropped: 0, queued_packets: 0 }),
+        ..Measurements::default()
+    }
+}
+
+#[test]
+fn issue_12_severe_delay_is_red_without_cake_agreement() {
+    let mut e = SteeringEngine::new(&issue12_cfg(), None, Instant::ZERO);
+    for i in 0..10 {
+        at(&mut e, i * 500, &meas(Some(21.0)));
+    }
+    // 600 ms of delta, CAKE idle (the queue is in the modem): RED after the EWMA passes
+    // 120 ms, steering after red_samples_required (2) RED samples.
+    let mut enabled_at = None;
+    for i in 10..20 {
+        let (_, a) = at(&mut e, i * 500, &meas(Some(620.0)));
+        if a == Some(Action::SetSteering { enable: true }) && enabled_at.is_none() {
+            enabled_at = Some(i - 10);
+        }
+    }
+    assert_eq!(enabled_at, Some(2), "RED samples 2 and 3 (EWMA 72, 122, 157 ms) enable on the third cycle");
+    assert!(e.is_steering());
+    // Recovery: the capped EWMA (240 ms) falls under YELLOW in 8 cycles, then 15 GREEN.
+    let mut disabled_at = None;
+    for i in 20..60 {
+        let (_, a) = at(&mut e, i * 500, &meas(Some(21.0)));
+        if a == Some(Action::SetSteering { enable: false }) && disabled_at.is_none() {
+            disabled_at = Some(i - 20);
+        }
+    }
+    let d = disabled_at.expect("disabled");
+    assert!(d <= 15 + 10, "disabled {d} cycles after the recovery");
+    // Below the severe threshold and without CAKE's agreement it stays YELLOW (original).
+    let th = issue12_cfg().thresholds;
+    assert_eq!(assess(&th, 100.0, 0, 0), Congestion::Yellow);
+    assert_eq!(assess(&th, 121.0, 0, 0), Congestion::Red);
+}
+
+#[test]
+fn issue_12_held_cycles_are_not_failures_and_keep_the_red_count() {
+    let mut e = SteeringEngine::new(&issue12_cfg(), None, Instant::ZERO);
+    for i in 0..4 {
+        at(&mut e, i * 500, &meas(Some(21.0)));
+    }
+    let pending = Measurements { rtt_pending: true, ..meas(None) };
+    at(&mut e, 2000, &meas(Some(620.0)));
+    at(&mut e, 2500, &meas(Some(620.0)));
+    let red = e.state_ref().red_count;
+    assert_eq!(red, 1);
+    let (out, _) = at(&mut e, 3000, &pending);
+    assert_eq!(out, CycleOutcome::Held);
+    assert_eq!(e.state_ref().red_count, red, "held: no evidence added or lost");
+    let (_, a) = at(&mut e, 3500, &meas(Some(620.0)));
+    assert_eq!(a, Some(Action::SetSteering { enable: true }));
+    let h = e.health(Instant::from_millis(3500));
+    assert_eq!((h.failed_cycles, h.held_cycles), (0, 1));
+}
+
+#[test]
+fn issue_12_lost_rounds_count_as_congestion_only_with_evidence() {
+    let c = issue12_cfg();
+    // No reply within the timeout, CAKE idle: unmeasurable, held.
+    let mut e = SteeringEngine::new(&c, None, Instant::ZERO);
+    at(&mut e, 0, &meas(Some(21.0)));
+    for i in 1..20 {
+        let (out, a) = at(&mut e, i * 500, &meas(None));
+        assert_eq!(out, CycleOutcome::Failed("no RTT measurement"));
+        assert_eq!(a, None);
+    }
+    // The same loss while CAKE drops and holds the RED backlog: RED samples.
+    let mut e = SteeringEngine::new(&c, None, Instant::ZERO);
+    at(&mut e, 0, &meas(Some(21.0)));
+    let mut dropped = 0;
+    let mut enabled = None;
+    for i in 1..6u64 {
+        dropped += 5;
+        let m = Measurements {
+            cake: Some(CakeReading { dropped, queued_packets: 80 }),
+            ..meas(None)
+        };
+        let (out, a) = at(&mut e, i * 500, &m);
+        assert_eq!(out, CycleOutcome::Ok);
+        if a.is_some() && enabled.is_none() {
+            enabled = Some(i);
+        }
+    }
+    // The backlog (80 ≥ min_queue_red 50) is evidence from the first cycle on.
+    assert_eq!(enabled, Some(2));
+    assert_eq!(e.health(Instant::from_millis(2500)).lost_congested_cycles, 5);
+}
+
+fn zone(z: WanZone, age_s: u64) -> Option<(WanZone, std::time::Duration)> {
+    Some((z, std::time::Duration::from_secs(age_s)))
+}
+
+#[test]
+fn issue_12_wan_zone_fuses_with_the_delay_and_holds_recovery() {
+    let mut c = issue12_cfg();
+    c.wan_state.enabled = true;
+    c.wan_state.grace_period = std::time::Duration::from_secs(10);
+    let th = c.thresholds.clone();
+    // The rule itself.
+    assert_eq!(assess_with(&th, 30.0, 0, 0, None, false), Congestion::Yellow);
+    assert_eq!(assess_with(&th, 30.0, 0, 0, Some(WanZone::Red), false), Congestion::Red);
+    assert_eq!(assess_with(&th, 30.0, 0, 0, Some(WanZone::SoftRed), false), Congestion::Red);
+    assert_eq!(assess_with(&th, 30.0, 0, 0, Some(WanZone::Yellow), false), Congestion::Yellow);
+    assert_eq!(assess_with(&th, 1.0, 0, 0, Some(WanZone::Red), false), Congestion::Yellow, "recovery waits");
+    assert_eq!(assess_with(&th, 1.0, 0, 0, Some(WanZone::Red), true), Congestion::Red, "override");
+    assert_eq!(assess_with(&th, 1.0, 0, 0, Some(WanZone::SoftRed), true), Congestion::Yellow);
+
+    // In the engine: ignored during the grace period and when stale.
+    let mut e = SteeringEngine::new(&c, None, Instant::ZERO);
+    let m = |z| Measurements { wan_zone: z, ..meas(Some(50.0)) };
+    for i in 0..10 {
+        at(&mut e, i * 500, &m(zone(WanZone::Red, 0)));
+    }
+    assert!(!e.is_steering(), "grace period: the zone is not used");
+    assert_eq!(e.health(Instant::from_secs(5)).wan_zone, None);
+    for i in 0..10 {
+        at(&mut e, 11_000 + i * 500, &m(zone(WanZone::Red, 60)));
+    }
+    assert!(!e.is_steering(), "a stale state file is not used");
+    assert!(e.health(Instant::from_secs(16)).wan_zone_stale);
+    for i in 0..4 {
+        at(&mut e, 20_000 + i * 500, &m(zone(WanZone::Red, 1)));
+    }
+    assert!(e.is_steering(), "30 ms of delta with the autorate daemon in RED steers");
+    assert_eq!(e.health(Instant::from_secs(22)).wan_zone, Some("RED"));
+    // Delay gone but the autorate daemon still RED: no recovery.
+    let clean = |z| Measurements { wan_zone: z, ..meas(Some(20.5)) };
+    for i in 0..40 {
+        at(&mut e, 30_000 + i * 500, &clean(zone(WanZone::Red, 1)));
+    }
+    assert!(e.is_steering());
+    for i in 0..40 {
+        at(&mut e, 50_000 + i * 500, &clean(zone(WanZone::Green, 1)));
+    }
+    assert!(!e.is_steering());
+}
+
+#[test]
+fn issue_12_wan_override_in_legacy_mode() {
+    let mut c = issue12_cfg();
+    c.cake_aware = false;
+    c.wan_state.enabled = true;
+    c.wan_state.grace_period = std::time::Duration::ZERO;
+    c.wan_state.wan_override = true;
+    let mut e = SteeringEngine::new(&c, None, Instant::ZERO);
+    for i in 0..c.thresholds.bad_samples as u64 + 1 {
+        at(&mut e, i * 500, &Measurements { wan_zone: zone(WanZone::Red, 0), ..meas(Some(21.0)) });
+    }
+    assert!(e.is_steering());
+}
+
+#[test]
+fn issue_12_health_is_degraded_only_when_steering_cannot_work() {
+    use crate::engine::connectivity::Connectivity;
+    let c = issue12_cfg();
+    let mut e = SteeringEngine::new(&c, None, Instant::ZERO);
+    let conn = Connectivity::new();
+    // Congested and steering: healthy.
+    for i in 0..10 {
+        at(&mut e, i * 500, &meas(Some(620.0)));
+    }
+    assert!(e.is_steering());
+    let (status, body) = render_health(&e.health(Instant::from_secs(5)), 5.0, "t", 1, 0, &conn, Instant::from_secs(5));
+    assert_eq!(status, 200, "{body}");
+    // No measurement at all: healthy until the limit (10 s; 3 ping timeouts if longer).
+    for i in 10..50 {
+        at(&mut e, i * 500, &meas(None));
+    }
+    let h = e.health(Instant::from_millis(13_000));
+    assert!(h.unmeasured_seconds > 8.0 && h.unmeasured_seconds < 10.0, "{}", h.unmeasured_seconds);
+    assert_eq!(render_health(&h, 13.0, "t", 1, 8, &conn, Instant::from_secs(13)).0, 200);
+    let h = e.health(Instant::from_millis(24_500));
+    let (status, body) = render_health(&h, 24.5, "t", 1, 29, &conn, Instant::from_secs(24));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"unmeasured_seconds\":"), "{body}");
 }
