@@ -293,9 +293,17 @@ fn sim(args: &SimArgs) -> ExitCode {
             bad.extend(b);
         }
         let (steer_rows, steer_bad) = crate::sim::steering::run_all(&seeds);
-        bad.extend(steer_bad.into_iter().map(|what| scenarios::Violation { scenario: "steering", seed: 0, what }));
-        println!("\nSteering (issue 12; 'enable s' from the event, 'disable s' from the recovery; 'tick' = the same seed with rounds closed at the next tick, the first version's ping handling):");
-        for s in crate::sim::steering::all().iter().filter(|s| s.pings != crate::sim::steering::PingModel::Instant) {
+        bad.extend(steer_bad.into_iter().map(|what| scenarios::Violation {
+            scenario: "steering",
+            seed: 0,
+            what,
+        }));
+        println!(
+            "\nSteering (issue 12; 'enable s' from the event, 'disable s' from the recovery; 'tick' = the same seed with rounds closed at the next tick, the first version's ping handling):"
+        );
+        for s in
+            crate::sim::steering::all().iter().filter(|s| s.pings != crate::sim::steering::PingModel::Instant)
+        {
             println!("  {:<20} {}", s.name, s.about);
         }
         print!("{}", crate::sim::steering::table(&steer_rows));

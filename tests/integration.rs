@@ -23,6 +23,7 @@ mod sim;
 mod soak;
 mod status_page;
 mod steering;
+mod steering_e2e;
 mod steering_sim;
 mod support;
 mod sys;

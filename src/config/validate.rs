@@ -18,8 +18,7 @@ use super::{
     AnyConfig, AutorateConfig, ConfidenceConfig, ConfigError, ConfigErrors, DirectionConfig, Endpoint,
     FallbackChecks, FallbackMode, Loaded, Logging, Monitoring, NOMINAL_CYCLE, ProbeBinding, Queues,
     RouterConfig, Scheme, Secret, SteeringConfig, SteeringThresholds, Storage, Thresholds, Transport,
-    WanStateConfig,
-    derived_state_path,
+    WanStateConfig, derived_state_path,
 };
 use crate::units::Bps;
 
@@ -1449,8 +1448,7 @@ fn wan_state(m: &mut Map<'_>, r: &mut Report) -> Option<WanStateConfig> {
     let mut wm = m.get("wan_state").map(r);
     let enabled = wm.opt_bool(r, "enabled", d.enabled);
     let red_weight = wm.opt_int(r, "red_weight", Range::between(1.0, 100.0), i64::from(d.red_weight));
-    let staleness =
-        wm.opt_num(r, "staleness_threshold_sec", Num::Number, Range::between(0.1, 3600.0), 5.0);
+    let staleness = wm.opt_num(r, "staleness_threshold_sec", Num::Number, Range::between(0.1, 3600.0), 5.0);
     let grace = wm.opt_num(r, "grace_period_sec", Num::Number, Range::between(0.0, 86400.0), 30.0);
     let wan_override = wm.opt_bool(r, "wan_override", d.wan_override);
     wm.finish(r);

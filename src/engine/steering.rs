@@ -249,18 +249,19 @@ fn prometheus_code(state: &str) -> u8 {
 }
 
 /// RED needs all three signals; YELLOW either the delay or the queue; else GREEN.
-/// wanctl addition (issue 12): a delta EWMA above `severe_rtt_ms` is RED on its own (see
-/// [`assess_with`]).
+/// wanctl addition (issue 12): a severe delay is RED on its own (see [`assess_with`]; here
+/// the EWMA stands for the raw delta too).
 pub fn assess(th: &SteeringThresholds, rtt_delta_ewma: f64, drops: u64, queued: u64) -> Congestion {
-    assess_with(th, rtt_delta_ewma, drops, queued, None, false)
+    assess_with(th, rtt_delta_ewma, rtt_delta_ewma, drops, queued, None, false)
 }
 
 /// The assessment with every signal:
 /// * the original's rule: RED = delay EWMA above `red_rtt_ms` **and** drops **and** a
 ///   backlog; YELLOW = delay above `yellow_rtt_ms` or a backlog of `min_queue_yellow`;
-/// * **severe delay** (wanctl): EWMA above `severe_rtt_ms` is RED without CAKE's
-///   agreement. When the line collapses below the autorate floor the queue builds in the
-///   ISP's buffer, upstream of CAKE, which then drops nothing and holds no backlog: the
+/// * **severe delay** (wanctl): this cycle's delta above `severe_rtt_ms` with the EWMA
+///   above `red_rtt_ms` is RED without CAKE's agreement (`red_samples_required` such cycles
+///   in a row steer). When the line collapses below the autorate floor the queue builds in
+///   the ISP's buffer, upstream of CAKE, which then drops nothing and holds no backlog: the
 ///   original's rule could never say RED while RTT stood at 600 ms;
 /// * **WAN zone** (newer upstream's WAN awareness, `wan_state.enabled`, fresh state file,
 ///   after the grace period): with the autorate daemon in RED or SOFT_RED, a delay above
@@ -270,13 +271,14 @@ pub fn assess(th: &SteeringThresholds, rtt_delta_ewma: f64, drops: u64, queued: 
 pub fn assess_with(
     th: &SteeringThresholds,
     rtt_delta_ewma: f64,
+    raw_delta: f64,
     drops: u64,
     queued: u64,
     zone: Option<WanZone>,
     wan_override: bool,
 ) -> Congestion {
     let own = if (rtt_delta_ewma > th.red_rtt_ms && drops >= th.min_drops_red && queued >= th.min_queue_red)
-        || rtt_delta_ewma > th.severe_rtt_ms
+        || (raw_delta > th.severe_rtt_ms && rtt_delta_ewma > th.red_rtt_ms)
     {
         Congestion::Red
     } else if rtt_delta_ewma > th.yellow_rtt_ms || queued >= th.min_queue_yellow {
@@ -286,9 +288,7 @@ pub fn assess_with(
     };
     match zone {
         Some(z) if z.is_red() => {
-            if own == Congestion::Red
-                || rtt_delta_ewma > th.red_rtt_ms
-                || (wan_override && z == WanZone::Red)
+            if own == Congestion::Red || rtt_delta_ewma > th.red_rtt_ms || (wan_override && z == WanZone::Red)
             {
                 Congestion::Red
             } else {
@@ -502,10 +502,11 @@ impl SteeringEngine {
         self.last_rtt_ms = Some(rtt);
         let delta = (rtt - baseline).max(0.0);
         let signal = if self.cake_aware {
-            // The EWMA's input is capped at twice the severe threshold: beyond it the
-            // verdict is RED anyway, and an uncapped 600 ms sample would hold the EWMA above
-            // the YELLOW threshold for a dozen cycles after the delay is gone (issue 12).
-            let bound = RTT_EWMA_BOUND.min(2.0 * self.th.severe_rtt_ms);
+            // The EWMA's input is capped at the severe threshold: beyond it the verdict is
+            // RED anyway (on the raw delta), and an uncapped 600 ms sample would hold the
+            // EWMA above the YELLOW threshold for a dozen cycles after the delay is gone
+            // (issue 12): from the cap it takes 6 cycles at the default alpha.
+            let bound = RTT_EWMA_BOUND.min(self.th.severe_rtt_ms);
             let s = &mut self.state;
             s.rtt_delta_ewma = ewma(s.rtt_delta_ewma, delta, self.th.rtt_ewma_alpha, bound);
             s.queue_ewma = ewma(s.queue_ewma, queued as f64, self.th.queue_ewma_alpha, QUEUE_EWMA_BOUND);
@@ -536,7 +537,7 @@ impl SteeringEngine {
         };
         let congestion = self
             .cake_aware
-            .then(|| assess_with(&self.th, signal, drops, queued, zone, self.wan.wan_override));
+            .then(|| assess_with(&self.th, signal, delta, drops, queued, zone, self.wan.wan_override));
         if let Some(c) = congestion {
             self.state.congestion_state = c.as_str().to_string();
         }
@@ -552,7 +553,7 @@ impl SteeringEngine {
                     );
                 }
             }
-            None => self.hysteresis(now, delta, signal, drops, queued, congestion, zone),
+            None => self.hysteresis(now, delta, signal, drops, queued, congestion),
         }
         if let Some(c) = congestion {
             push_bounded(&mut self.state.cake_state_history, c.as_str().to_string(), CAKE_STATE_HISTORY_LEN);
@@ -693,7 +694,9 @@ impl SteeringEngine {
             failed_cycles: self.failed_cycles,
             held_cycles: self.held_cycles,
             lost_congested_cycles: self.lost_congested_cycles,
-            unmeasured_seconds: now.saturating_since(self.last_measured_at.unwrap_or(self.started_at)).as_secs_f64(),
+            unmeasured_seconds: now
+                .saturating_since(self.last_measured_at.unwrap_or(self.started_at))
+                .as_secs_f64(),
             unmeasured_limit_seconds: self.unmeasured_limit.as_secs_f64(),
             wan_awareness: self.wan.enabled,
             wan_zone: self.wan_zone.map(WanZone::as_str),
@@ -944,7 +947,7 @@ impl SteeringEngine {
         // A delta beyond every threshold stands for "no reply within the timeout".
         let delta = f64::INFINITY;
         let signal = self.state.rtt_delta_ewma;
-        self.hysteresis(now, delta, signal, drops, queued, congestion, zone);
+        self.hysteresis(now, delta, signal, drops, queued, congestion);
         self.maybe_reconcile(now);
         debug!(
             target: TARGET,
@@ -982,9 +985,9 @@ impl SteeringEngine {
         drops: u64,
         queued: u64,
         congestion: Option<Congestion>,
-        zone: Option<WanZone>,
     ) {
         let steering = self.is_steering();
+        let zone = self.wan_zone;
         // Legacy mode and the WAN zone (see `assess_with`): with `wan_override` a RED zone is
         // a bad sample; a recovered sample needs the zone out of RED and SOFT_RED.
         let zone_red = zone.is_some_and(WanZone::is_red);

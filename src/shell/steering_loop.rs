@@ -60,7 +60,8 @@ fn startup(code: u8, message: String) -> StartupError {
 /// download zone (`congestion.dl_state`, written by wanctl) with the file's age (its
 /// modification time against the wall clock; a file from the future counts as fresh).
 fn read_autorate_state(path: &Path) -> (Option<f64>, Option<(WanZone, Duration)>) {
-    let Ok(bytes) = crate::shell::files::read_small_regular(path, crate::shell::files::MAX_STATE_BYTES) else {
+    let Ok(bytes) = crate::shell::files::read_small_regular(path, crate::shell::files::MAX_STATE_BYTES)
+    else {
         return (None, None);
     };
     let Ok(state) = StateFile::decode(&bytes) else {

@@ -363,7 +363,9 @@ impl SteeringWorld {
         let cond = self.profile.at(t);
         let jitter = (self.rng.normal() * self.profile.jitter_ms).abs();
         let (rtt, rtt_pending) = match self.pings {
-            PingModel::Instant => (Some(self.profile.base_rtt_ms + cond.delay_ms + jitter).filter(|_| !cond.rtt_lost), false),
+            PingModel::Instant => {
+                (Some(self.profile.base_rtt_ms + cond.delay_ms + jitter).filter(|_| !cond.rtt_lost), false)
+            }
             PingModel::Rounds { old } => self.ping_cycle(now, &cond, jitter, old),
         };
         let mut drops = cond.drops_per_cycle;
@@ -692,7 +694,11 @@ fn check_collapse(w: &SteeringWorld) -> Vec<String> {
     let (start, end) = event_times(&w.profile);
     let (start, end) = (start.unwrap_or(0.0), end.unwrap_or(0.0));
     let interval = w.cfg.interval.as_secs_f64();
-    let good = if w.cfg.cake_aware { w.cfg.thresholds.green_samples_required } else { w.cfg.thresholds.good_samples };
+    let good = if w.cfg.cake_aware {
+        w.cfg.thresholds.green_samples_required
+    } else {
+        w.cfg.thresholds.good_samples
+    };
     match w.transitions.iter().find(|t| t.1) {
         Some(&(t, _)) if t - start <= 5.0 => {}
         other => v.push(format!("enabled at {other:?}, not within 5 s of {start} s")),

@@ -118,10 +118,47 @@ pub trait Shaper {
     /// The download queue's `max-limit` (bit/s).
     fn max_limit(&self) -> Option<u64>;
     /// Sets the download queue's counters.
-    fn set_counters(&self, bytes: u64, dropped: u64, queued_bytes: u64);
+    fn set_counters(&self, c: QueueCounters);
     /// How often to read and write (a file-backed router is slower to touch).
     fn poll_every(&self) -> Duration {
         Duration::ZERO
+    }
+}
+
+/// The download CAKE queue's counters as the model sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct QueueCounters {
+    /// Bytes delivered through the queue.
+    pub bytes: u64,
+    /// Packets CAKE dropped.
+    pub dropped: u64,
+    /// Backlog, bytes.
+    pub queued_bytes: u64,
+    /// Backlog, packets.
+    pub queued_packets: u64,
+}
+
+/// CAKE in the model (issue 12): while the offered load exceeds the shaper rate, CAKE is
+/// the bottleneck: it keeps a short standing queue (about 1 ms of the shaped rate, its AQM
+/// at work) and drops 0.2 % of the packets it passes. Otherwise it is idle. When the line
+/// collapses below the shaper rate the queue builds in the modem instead, which CAKE
+/// cannot see (the case of a collapse below the autorate floor).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CakeModel {
+    dropped: f64,
+}
+
+const PACKET_BITS: f64 = 1500.0 * 8.0;
+
+impl CakeModel {
+    /// Advances by `dt` s with `demand` and `shaped` (bit/s); returns (dropped, backlog packets).
+    pub fn step(&mut self, dt: f64, demand: f64, shaped: f64) -> (u64, u64) {
+        if shaped > 0.0 && demand > shaped * 1.01 {
+            self.dropped += shaped / PACKET_BITS * dt * 0.002;
+            (self.dropped as u64, (shaped * 0.001 / PACKET_BITS).ceil() as u64)
+        } else {
+            (self.dropped as u64, 0)
+        }
     }
 }
 
@@ -130,8 +167,8 @@ impl Shaper for RateHandle {
         self.bps()
     }
 
-    fn set_counters(&self, bytes: u64, dropped: u64, queued_bytes: u64) {
-        RateHandle::set_counters(self, bytes, dropped, queued_bytes);
+    fn set_counters(&self, c: QueueCounters) {
+        RateHandle::set_counters(self, c);
     }
 }
 
@@ -149,12 +186,13 @@ impl Shaper for SshShaper<'_> {
         self.ssh.queue_max_limit(self.queue)
     }
 
-    fn set_counters(&self, bytes: u64, dropped: u64, queued_bytes: u64) {
+    fn set_counters(&self, c: QueueCounters) {
         self.ssh.update_state(|state| {
             let q = &mut state["queues"][self.queue];
-            q["bytes"] = bytes.into();
-            q["dropped"] = dropped.into();
-            q["queued-bytes"] = queued_bytes.into();
+            q["bytes"] = c.bytes.into();
+            q["dropped"] = c.dropped.into();
+            q["queued-bytes"] = c.queued_bytes.into();
+            q["queued-packets"] = c.queued_packets.into();
         });
     }
 
@@ -176,6 +214,7 @@ pub fn drive(
     let steps = trace.steps(duration.as_secs_f64() + 1.0);
     let cap_at = |t: f64| steps.iter().rev().find(|(from, _)| t >= *from).map_or(steps[0].1, |s| s.1);
     let mut link = Bottleneck::default();
+    let mut cake = CakeModel::default();
     let mut rng = Rng::new(7);
     for r in reflectors {
         rig.set_loss(*r, opts.loss);
@@ -203,11 +242,17 @@ pub fn drive(
             _ => opts.demand_mbps,
         };
         let delay = link.step(dt, cap, demand, Bps(shaped), opts.buffer);
+        let (dropped, queued_packets) = cake.step(dt, demand * 1e6, shaped as f64);
         // The download queue's counters count what the line delivered through the shaper
         // (the router's ingress shaper sits after the line), as the simulator's model does.
         if t >= next_counters {
             next_counters = t + router_rate.poll_every().as_secs_f64().max(0.05);
-            router_rate.set_counters((link.delivered_bits / 8.0) as u64, 0, 0);
+            router_rate.set_counters(QueueCounters {
+                bytes: (link.delivered_bits / 8.0) as u64,
+                dropped,
+                queued_bytes: queued_packets * 1500,
+                queued_packets,
+            });
         }
         for r in reflectors {
             let jitter = (rng.normal() * opts.jitter_ms).abs();

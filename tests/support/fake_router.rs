@@ -767,7 +767,7 @@ impl RateHandle {
 
     /// Sets the queue's counters (what a link model delivered through it); pair with
     /// `set_counter_step(0, 0)` so reads do not move them on by themselves.
-    pub fn set_counters(&self, bytes: u64, dropped: u64, queued_bytes: u64) {
+    pub fn set_counters(&self, c: super::closed_loop::QueueCounters) {
         let mut model = lock(&self.shared.model);
         let Some(i) =
             model.queues.iter().position(|q| q.get("name").map(String::as_str) == Some(self.name.as_str()))
@@ -775,7 +775,12 @@ impl RateHandle {
             return;
         };
         let q = &mut model.queues[i];
-        for (key, value) in [("bytes", bytes), ("dropped", dropped), ("queued-bytes", queued_bytes)] {
+        for (key, value) in [
+            ("bytes", c.bytes),
+            ("dropped", c.dropped),
+            ("queued-bytes", c.queued_bytes),
+            ("queued-packets", c.queued_packets),
+        ] {
             q.insert(key.into(), value.to_string());
         }
     }

@@ -158,8 +158,11 @@ impl PingRounds {
         if !self.replies.is_empty() {
             self.replies.sort_by(f64::total_cmp);
             let n = self.replies.len();
-            let median =
-                if n % 2 == 1 { self.replies[n / 2] } else { (self.replies[n / 2 - 1] + self.replies[n / 2]) / 2.0 };
+            let median = if n % 2 == 1 {
+                self.replies[n / 2]
+            } else {
+                (self.replies[n / 2 - 1] + self.replies[n / 2]) / 2.0
+            };
             self.replies.clear();
             return CycleRtt::Measured { median_ms: median, replies: n as u32 };
         }
