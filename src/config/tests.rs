@@ -1921,3 +1921,27 @@ fn upstream_ping_source_ip_is_the_probe_source() {
     );
     assert!(only_error(autorate(&both)).problem.contains("conflicts"));
 }
+
+#[test]
+fn issue_12_wan_state_and_severe_rtt_are_read_and_checked() {
+    let c = ok_steering(STEERING).config;
+    assert_eq!(c.wan_state, crate::config::WanStateConfig::default());
+    assert_eq!(c.thresholds.severe_rtt_ms, 120.0);
+    let text = format!(
+        "{STEERING}wan_state:\n  enabled: true\n  red_weight: 30\n  staleness_threshold_sec: 2.5\n  grace_period_sec: 0\n  wan_override: true\n"
+    );
+    let c = ok_steering(&text).config;
+    assert!(c.wan_state.enabled && c.wan_state.wan_override);
+    assert_eq!(c.wan_state.red_weight, 30);
+    assert_eq!(c.wan_state.staleness, Duration::from_millis(2500));
+    assert_eq!(c.wan_state.grace_period, Duration::ZERO);
+    let e = only_error(steering(&format!("{STEERING}wan_state:\n  enabled: 5\n")));
+    assert_eq!(e.path, "wan_state.enabled", "{e}");
+    let e = only_error(steering(&format!("{STEERING}wan_state:\n  red_weight: 0\n")));
+    assert_eq!(e.path, "wan_state.red_weight", "{e}");
+    let l = ok_steering(&format!("{STEERING}wan_state:\n  enabeld: true\n"));
+    assert!(warnings(&l).iter().any(|w| w.contains("wan_state.enabeld")), "{:?}", warnings(&l));
+    let e = only_error(steering(&set(STEERING, "thresholds.severe_rtt_ms", "10")));
+    assert_eq!(e.path, "thresholds.severe_rtt_ms", "{e}");
+    assert!(e.to_string().contains("at least red_rtt_ms"), "{e}");
+}

@@ -520,6 +520,7 @@ impl SteeringEngine {
         // Confidence first, on the previous cycle's congestion state (as wired upstream).
         let steering = self.is_steering();
         let threshold = self.flap.steer_threshold(self.steer_threshold, now);
+        let wan_points = self.wan_points(zone);
         let decision = match &mut self.controller {
             Some(c) => {
                 let inputs = ScoreInputs {
@@ -530,6 +531,7 @@ impl SteeringEngine {
                     cake_state_history: &self.state.cake_state_history,
                     drops_history: &self.state.cake_drops_history,
                     queue_history: &self.state.queue_depth_history,
+                    wan_points,
                 };
                 c.evaluate(now, &inputs, steering, threshold)
             }
@@ -908,6 +910,20 @@ impl SteeringEngine {
         }
         self.wan_zone = Some(zone);
         Some(zone)
+    }
+
+    /// Upstream's confidence weights for the zone: `red_weight` (kept below the steer
+    /// threshold unless `wan_override`, as upstream clamps it) for RED, 48 % for SOFT_RED.
+    fn wan_points(&self, zone: Option<WanZone>) -> u32 {
+        let mut red = self.wan.red_weight.max(1);
+        if !self.wan.wan_override && f64::from(red) >= self.steer_threshold {
+            red = (self.steer_threshold as u32).saturating_sub(1).max(1);
+        }
+        match zone {
+            Some(WanZone::Red) => red,
+            Some(WanZone::SoftRed) => (f64::from(red) * 0.48) as u32,
+            _ => 0,
+        }
     }
 
     /// No reply this cycle, probes still within their timeout: the replies are slow, not

@@ -61,6 +61,9 @@ pub struct ScoreInputs<'a> {
     pub drops_history: &'a VecDeque<u64>,
     /// Per-cycle queued packets.
     pub queue_history: &'a VecDeque<u64>,
+    /// Points for the autorate daemon's zone (WAN awareness, newer upstream 1.11+):
+    /// `wan_state.red_weight` for RED, 48 % of it for SOFT_RED, 0 otherwise or when off.
+    pub wan_points: u32,
 }
 
 /// The 0–100 score and its contributor labels, recomputed from scratch every cycle.
@@ -104,6 +107,10 @@ pub fn compute_score(i: &ScoreInputs<'_>) -> (u32, Vec<String>) {
     if q >= 2 && i.queue_history.iter().skip(q - 2).all(|&v| v > 50) {
         score += QUEUE_HIGH_SUSTAINED;
         why.push(format!("queue_high({:.0}%)", i.queue));
+    }
+    if i.wan_points > 0 {
+        score += i.wan_points;
+        why.push(format!("wan_zone(+{})", i.wan_points));
     }
     (score.min(100), why)
 }
@@ -487,6 +494,7 @@ mod tests {
             cake_state_history: &h.states,
             drops_history: &h.drops,
             queue_history: &h.queue,
+            wan_points: 0,
         }
     }
 

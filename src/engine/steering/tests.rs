@@ -1061,3 +1061,21 @@ fn issue_12_health_is_degraded_only_when_steering_cannot_work() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"unmeasured_seconds\":"), "{body}");
 }
+
+#[test]
+fn issue_12_wan_zone_adds_upstreams_confidence_weights() {
+    let mut c = issue12_cfg();
+    c.wan_state.enabled = true;
+    c.wan_state.grace_period = std::time::Duration::ZERO;
+    c.confidence = Some(confidence(false));
+    let e = SteeringEngine::new(&c, None, Instant::ZERO);
+    assert_eq!(e.wan_points(Some(WanZone::Red)), 25);
+    assert_eq!(e.wan_points(Some(WanZone::SoftRed)), 12);
+    assert_eq!(e.wan_points(Some(WanZone::Yellow)), 0);
+    assert_eq!(e.wan_points(None), 0);
+    // Clamped below the steer threshold (55) unless wan_override, as upstream.
+    c.wan_state.red_weight = 80;
+    assert_eq!(SteeringEngine::new(&c, None, Instant::ZERO).wan_points(Some(WanZone::Red)), 54);
+    c.wan_state.wan_override = true;
+    assert_eq!(SteeringEngine::new(&c, None, Instant::ZERO).wan_points(Some(WanZone::Red)), 80);
+}
