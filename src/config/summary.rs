@@ -255,12 +255,13 @@ fn steering_summary(c: &SteeringConfig) -> String {
     ];
     if c.cake_aware {
         lines.push(format!(
-            "thresholds: green {} ms, yellow {} ms, red {} ms with {} drop(s) and {} queued; steer after {} red, return after {} green",
+            "thresholds: green {} ms, yellow {} ms, red {} ms with {} drop(s) and {} queued (or above {} ms alone); steer after {} red, return after {} green",
             fmt_plain(t.green_rtt_ms),
             fmt_plain(t.yellow_rtt_ms),
             fmt_plain(t.red_rtt_ms),
             t.min_drops_red,
             t.min_queue_red,
+            fmt_plain(t.severe_rtt_ms),
             t.red_samples_required,
             t.green_samples_required
         ));
@@ -282,6 +283,18 @@ fn steering_summary(c: &SteeringConfig) -> String {
         ),
         None => "confidence scoring: off".into(),
     });
+    let w = &c.wan_state;
+    lines.push(if w.enabled {
+        format!(
+            "WAN awareness: on (autorate zone from its state file; stale after {}, ignored for {} after start{})",
+            secs(w.staleness),
+            secs(w.grace_period),
+            if w.wan_override { "; RED zone alone steers" } else { "" }
+        )
+    } else {
+        "WAN awareness: off".into()
+    });
+    lines.push(format!("replies count for {} (timeouts.ping)", secs(c.ping_timeout)));
     lines.push(format!("state file: {}", c.state_file));
     lines.push(format!(
         "health: {}, metrics: {}, history: {}",
