@@ -683,6 +683,19 @@ impl WanController {
             let since_cut = self.last_cut_at.map_or(Duration::MAX, |t| now.saturating_since(t));
             let credit = self.refresh_probe_credit(now);
             if near_hint && (since_cut < NEAR_PROBE_PATIENCE || credit < 1.0) {
+                // A probe past the estimate is being confirmed (GREEN for PROBE_CONFIRM
+                // clears the estimate): the controller climbs its next quantum meanwhile,
+                // unwritten, so the increase goes out the tick the estimate is cleared
+                // instead of a climb later (issue 11: recovery after a step).
+                if self.unconfirmed.is_some() && hint.is_some_and(|(c, _)| reference.download > c.scale(1.02))
+                {
+                    let k = 1u64 << self.probe_doublings.min(MAX_PROBE_DOUBLINGS);
+                    let ahead = Bps(reference.download.0.saturating_add(dl_step.saturating_mul(k)))
+                        .min(self.download.limits().ceiling);
+                    self.download.cap_rate(ahead);
+                    self.upload.cap_rate(reference.upload);
+                    return;
+                }
                 self.download.cap_rate(reference.download);
                 near_hint = false;
                 if self.desired() == reference {
