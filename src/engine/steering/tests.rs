@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::{ConfidenceConfig, parse_steering};
+use crate::engine::connectivity::Connectivity;
 
 const YAML: &str = r#"
 wan_name: "steering"
