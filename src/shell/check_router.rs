@@ -12,8 +12,8 @@ use std::time::Duration;
 use crate::config::{AnyConfig, RouterConfig};
 use crate::engine::audit::{Audit, AuditTarget, Finding, QueueTarget, Severity};
 use crate::engine::router::{LinkOutput, LinkSettings, RouterLink};
-use crate::shell::event_loop::resolve;
 use crate::shell::router_io::RouterIo;
+use crate::shell::startup::resolve;
 use crate::sys::clock;
 use crate::sys::poll::{Events, PollSet};
 

@@ -9,7 +9,7 @@
 use core::net::IpAddr;
 use std::collections::VecDeque;
 use std::io;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,29 +86,10 @@ pub struct Options {
     pub seed: u64,
 }
 
-/// A startup failure: one line for stderr and the exit code.
-#[derive(Debug)]
-pub struct StartupError {
-    /// `error: <this>`.
-    pub message: String,
-    /// 1 runtime, 2 config.
-    pub code: u8,
-}
+pub use crate::shell::startup::{StartupError, resolve};
 
 fn startup(code: u8, message: String) -> StartupError {
     StartupError { message, code }
-}
-
-/// Resolves a host (IP literal or name) at startup. Blocking DNS happens only here.
-pub fn resolve(host: &str) -> io::Result<IpAddr> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(ip);
-    }
-    (host, 0)
-        .to_socket_addrs()?
-        .map(|a| a.ip())
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
 }
 
 fn family_of(ip: IpAddr) -> Family {

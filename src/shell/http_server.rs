@@ -114,7 +114,7 @@ impl HttpServer {
     ) -> io::Result<HttpServer> {
         let ip: std::net::IpAddr = host
             .parse()
-            .or_else(|_| crate::shell::event_loop::resolve(host))
+            .or_else(|_| crate::shell::startup::resolve(host))
             .map_err(|e| io::Error::new(e.kind(), format!("bind {name} {host}:{port}: {e}")))?;
         let addr = SocketAddr::new(ip, port);
         let listener = TcpListener::bind(addr)

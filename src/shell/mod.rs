@@ -12,6 +12,7 @@ pub mod history_query;
 pub mod http_server;
 pub mod logger;
 pub mod router_io;
+pub mod startup;
 pub mod status_page;
 pub mod steering_loop;
 pub mod store;

@@ -23,10 +23,10 @@ use crate::engine::steering::{
     Action, CakeReading, Measurements, SteeringEngine, SteeringState, WanZone, render_health,
 };
 use crate::rng::Rng;
-use crate::shell::event_loop::{StartupError, resolve};
 use crate::shell::files::{self, LockFile};
 use crate::shell::http_server::HttpServer;
 use crate::shell::router_io::RouterIo;
+use crate::shell::startup::{StartupError, resolve};
 use crate::sys::clock;
 use crate::sys::notify::Notifier;
 use crate::sys::poll::{Events, Interest, PollSet, Token};
