@@ -7,5 +7,8 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    wanctl::app::main(std::env::args_os().collect())
+    let code = wanctl::app::main(std::env::args_os().collect());
+    // Log lines still queued for the writer thread are written before the process ends.
+    wanctl::shell::logger::finish(std::time::Duration::from_secs(2));
+    code
 }

@@ -350,3 +350,66 @@ fn several_config_files_run_several_wans_in_one_process() {
     }
     assert!(rig.replies(FAST) >= 20 && rig.replies(SLOW) >= 20);
 }
+
+/// Issue 18: a log sink that blocks (stderr a pipe nobody reads, shrunk to one page) must
+/// not stop the ticks: log lines are queued for the writer thread and dropped when the
+/// queue is full, counted, and reported once the sink drains.
+#[test]
+fn issue_18_a_stalled_log_sink_never_delays_a_tick() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespace and TUN)");
+        return;
+    }
+    use std::io::Read;
+    let rig = Rig::start(&[(FAST, Some(Duration::from_millis(20)))]).expect("rig");
+    let dir = tempdir("stalled-log");
+    let cfg = dir.join("wan1.yaml");
+    // Two reflectors without a route: every send fails and is logged at debug (about 40
+    // lines a second), so the shrunk pipe fills within a second.
+    let unroutable = [IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)), IpAddr::V4(Ipv4Addr::new(203, 0, 113, 8))];
+    std::fs::write(&cfg, config(&dir, &[FAST, unroutable[0], unroutable[1]], 100)).expect("write config");
+    let child = rig
+        .ns()
+        .command(env!("CARGO_BIN_EXE_wanctl"))
+        .env("WANCTL_SSH", "false")
+        .args(["--config", cfg.to_str().expect("utf8"), "--debug"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wanctl");
+    let mut child = crate::support::child::ChildGuard::new(child);
+    let mut pipe = child.stderr.take().expect("stderr pipe");
+    // One page: a few dozen lines fill it.
+    let _ =
+        nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&pipe), nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096));
+    // Nobody reads for 5 s (the daemon logs every cycle at debug, and warns about the
+    // unreachable router).
+    std::thread::sleep(Duration::from_secs(5));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    // Drain to EOF in a thread, bounded by the process's exit.
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = pipe.read_to_string(&mut out);
+        out
+    });
+    let start = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s.code().unwrap_or(-1);
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "wanctl did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let log = reader.join().expect("reader");
+    assert_eq!(code, 0, "{log}");
+    // More than the pipe holds came out: the writer was blocked on the full pipe until the
+    // test drained it.
+    assert!(log.len() > 3 * 4096, "the sink never filled: the test proves nothing\n{log}");
+    // The main log file saw everything the queue carried, including the shutdown figures.
+    let file = std::fs::read_to_string(dir.join("wan1.log")).unwrap_or_default();
+    let stats = if log.contains(" ticks=") { log.clone() } else { file.clone() };
+    let ticks = stat(&stats, "ticks");
+    assert!((70..=110).contains(&ticks), "{ticks} ticks in ~5 s\n{stats}");
+    assert!(stat(&stats, "missed") <= 3, "ticks were missed while the log sink was stalled\n{stats}");
+    assert!(stat(&stats, "late_max_us") < 200_000, "{stats}");
+}

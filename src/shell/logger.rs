@@ -11,12 +11,26 @@
 //! Files are opened in append mode and reopened on SIGHUP ([`reopen`]) so logrotate's
 //! `create` mode works as well as `copytruncate`. A file that cannot be written is reported
 //! once on stderr and skipped; logging never stops the daemon.
+//!
+//! # Never on the loop (issue 18)
+//! A log call formats its lines and hands them to one writer thread through a bounded queue
+//! ([`QUEUE_LINES`]) with `try_send`: it never waits. The thread owns stderr and the files
+//! and does nothing but write them. A full queue (a stderr pipe nobody reads, a journald
+//! that stalls, a log file on a dead disk) drops the line and counts it; the thread writes
+//! "N log lines dropped" as soon as it can write again. Why a thread in a single-threaded
+//! design: Linux has no non-blocking write for regular files (O_NONBLOCK is ignored for
+//! them; only io_uring or a thread avoid the wait), and stderr may be a pipe or a terminal
+//! shared with other processes, whose flags we must not change. The thread makes no
+//! decisions and holds no state the loop reads. [`finish`] drains the queue before the
+//! process exits (bounded by a deadline).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -27,13 +41,35 @@ struct Sink {
     failed: bool,
 }
 
+/// Lines the queue holds before log calls start dropping them (about 1 MB of lines).
+pub const QUEUE_LINES: usize = 4096;
+
+enum Job {
+    Line { level: Level, stderr: Option<String>, file: String },
+    Flush(SyncSender<()>),
+    Wake,
+}
+
 struct Logger {
     stderr_level: Level,
     json: bool,
-    sinks: Mutex<Vec<Sink>>,
+    /// Levels each file sink takes (the thread owns the files).
+    file_levels: Vec<Level>,
+    tx: SyncSender<Job>,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
+/// Lines dropped because the queue was full, not yet reported.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Lines dropped in all (tests, health).
+static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// SIGHUP asked for the files to be reopened.
+static REOPEN: AtomicBool = AtomicBool::new(false);
+
+/// Log lines dropped so far because the sink could not keep up.
+pub fn dropped_lines() -> u64 {
+    DROPPED_TOTAL.load(Ordering::Relaxed)
+}
 
 /// Where and how to log.
 #[derive(Debug, Clone, Default)]
@@ -70,12 +106,33 @@ pub fn init(setup: &LogSetup) -> bool {
         }
     }
     let stderr_level = if setup.debug { Level::Debug } else { Level::Info };
-    let logger = Logger { stderr_level, json, sinks: Mutex::new(sinks) };
+    // Opened here, before the loop, so an unwritable path is reported at start.
+    open_all(&mut sinks);
+    let (tx, rx) = sync_channel(QUEUE_LINES);
+    let file_levels = sinks.iter().map(|s| s.min).collect();
+    let logger = Logger { stderr_level, json, file_levels, tx };
     if LOGGER.set(logger).is_err() {
         return false;
     }
     let Some(l) = LOGGER.get() else { return false };
-    reopen();
+    // The thread starts with every signal blocked (it inherits the spawning thread's mask):
+    // signals are the loop's (signalfd), and a process-directed SIGTERM delivered to a
+    // thread that does not block it would kill the process with its default action.
+    let all = nix::sys::signal::SigSet::all();
+    let mut old = nix::sys::signal::SigSet::empty();
+    let blocked = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&all),
+        Some(&mut old),
+    );
+    let spawned = std::thread::Builder::new().name("wanctl-log".into()).spawn(move || writer(&rx, sinks));
+    if blocked.is_ok() {
+        let _ =
+            nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+    if spawned.is_err() {
+        eprintln!("WARN  wanctl::logger: cannot start the log writer; logging to stderr only");
+    }
     if log::set_logger(l).is_err() {
         return false;
     }
@@ -83,10 +140,91 @@ pub fn init(setup: &LogSetup) -> bool {
     true
 }
 
-/// Reopens every log file (SIGHUP).
+/// Reopens every log file (SIGHUP): done by the writer thread before its next line.
 pub fn reopen() {
     let Some(l) = LOGGER.get() else { return };
-    let Ok(mut sinks) = l.sinks.lock() else { return };
+    REOPEN.store(true, Ordering::Relaxed);
+    // A full queue wakes the thread anyway.
+    let _ = l.tx.try_send(Job::Wake);
+}
+
+/// Waits (at most `limit`) until every line logged so far is written and the files are
+/// flushed. Call before the process exits.
+pub fn finish(limit: Duration) {
+    let Some(l) = LOGGER.get() else { return };
+    let (ack_tx, ack_rx) = sync_channel(1);
+    let start = Instant::now();
+    let mut job = Job::Flush(ack_tx);
+    loop {
+        match l.tx.try_send(job) {
+            Ok(()) => break,
+            Err(TrySendError::Full(j)) if start.elapsed() < limit => {
+                job = j;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = ack_rx.recv_timeout(limit.saturating_sub(start.elapsed()));
+}
+
+/// The writer thread: writes what the queue holds, in order, until the process ends.
+fn writer(rx: &Receiver<Job>, mut sinks: Vec<Sink>) {
+    let mut err = io::stderr();
+    while let Ok(job) = rx.recv() {
+        if REOPEN.swap(false, Ordering::Relaxed) {
+            open_all(&mut sinks);
+        }
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let msg = format!("{dropped} log lines dropped: the log sink could not keep up");
+            let _ = err.write_all(stderr_line(Level::Warn, "wanctl::logger", &msg).as_bytes());
+            let (text_time, _) = format_times(unix_ms_now());
+            for s in sinks.iter_mut() {
+                if let Some(f) = s.file.as_mut() {
+                    let _ = f.write_all(file_line(&text_time, Level::Warn, &msg).as_bytes());
+                }
+            }
+        }
+        match job {
+            Job::Line { level, stderr, file } => {
+                if let Some(line) = stderr {
+                    let _ = err.write_all(line.as_bytes());
+                }
+                for s in sinks.iter_mut().filter(|s| level <= s.min) {
+                    let Some(f) = s.file.as_mut() else { continue };
+                    if let Err(e) = f.write_all(file.as_bytes())
+                        && !s.failed
+                    {
+                        s.failed = true;
+                        let _ = writeln!(
+                            err,
+                            "WARN  wanctl::logger: cannot write log file {}: {e}",
+                            s.path.display()
+                        );
+                    }
+                }
+            }
+            Job::Flush(ack) => {
+                let _ = err.flush();
+                for s in sinks.iter_mut() {
+                    if let Some(f) = s.file.as_mut() {
+                        let _ = f.flush();
+                    }
+                }
+                let _ = ack.send(());
+            }
+            Job::Wake => {}
+        }
+    }
+}
+
+fn unix_ms_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Opens (or reopens) every sink's file.
+fn open_all(sinks: &mut [Sink]) {
     for s in sinks.iter_mut() {
         if let Some(dir) = s.path.parent()
             && !dir.as_os_str().is_empty()
@@ -190,8 +328,7 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let (text_time, iso_time) = format_times(unix_ms);
+        let (text_time, iso_time) = format_times(unix_ms_now());
         let level = record.level();
         let msg = record.args().to_string();
         let json_line = self.json.then(|| {
@@ -207,37 +344,35 @@ impl Log for Logger {
             s.push_str("\"}\n");
             s
         });
-        if level <= self.stderr_level {
-            let line = match &json_line {
-                Some(j) => j.clone(),
-                None => stderr_line(level, record.target(), &msg),
-            };
-            let _ = io::stderr().write_all(line.as_bytes());
+        let stderr = (level <= self.stderr_level).then(|| match &json_line {
+            Some(j) => j.clone(),
+            None => stderr_line(level, record.target(), &msg),
+        });
+        let to_files = self.file_levels.iter().any(|&min| level <= min);
+        if stderr.is_none() && !to_files {
+            return;
         }
-        let Ok(mut sinks) = self.sinks.lock() else { return };
-        for s in sinks.iter_mut().filter(|s| level <= s.min) {
-            let Some(f) = s.file.as_mut() else { continue };
-            let line = match &json_line {
-                Some(j) => j.clone(),
-                None => file_line(&text_time, level, &msg),
-            };
-            if let Err(e) = f.write_all(line.as_bytes())
-                && !s.failed
-            {
-                s.failed = true;
-                eprintln!("WARN  wanctl::logger: cannot write log file {}: {e}", s.path.display());
+        let file = match json_line {
+            Some(j) => j,
+            None if to_files => file_line(&text_time, level, &msg),
+            None => String::new(),
+        };
+        match self.tx.try_send(Job::Line { level, stderr, file }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+                DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
             }
+            // No writer thread (it could not be started): stderr directly, as before.
+            Err(TrySendError::Disconnected(Job::Line { stderr: Some(line), .. })) => {
+                let _ = io::stderr().write_all(line.as_bytes());
+            }
+            Err(TrySendError::Disconnected(_)) => {}
         }
     }
 
     fn flush(&self) {
-        if let Ok(mut sinks) = self.sinks.lock() {
-            for s in sinks.iter_mut() {
-                if let Some(f) = s.file.as_mut() {
-                    let _ = f.flush();
-                }
-            }
-        }
+        finish(Duration::from_secs(1));
     }
 }
 
