@@ -48,6 +48,11 @@ impl Testbed {
     /// [`Testbed::start_with`] with extra `continuous_monitoring` lines (two-space indent),
     /// e.g. `"  load_control:\n    enabled: false\n"` for the RTT-only law.
     pub fn start_opts(name: &str, over_ssh: bool, monitoring_extra: &str) -> Testbed {
+        Testbed::start_cfg(name, over_ssh, monitoring_extra, "")
+    }
+
+    /// [`Testbed::start_opts`] with extra top-level config lines (e.g. an `alerting:` block).
+    pub fn start_cfg(name: &str, over_ssh: bool, monitoring_extra: &str, top_extra: &str) -> Testbed {
         let rig = Rig::start(&REFLECTORS.map(|r| (r, Some(Duration::from_millis(20))))).expect("rig");
         let router = rig.ns().run_in(FakeRouterOs::start).expect("router in namespace");
         router.set_queue_max_limit(DL, 100_000_000);
@@ -114,7 +119,7 @@ metrics:
   enabled: true
   host: "127.0.0.1"
   port: 9100
-"#,
+{top_extra}"#,
             user = router.user(),
             port = router.port(),
             transport = if over_ssh { "ssh" } else { "rest" },

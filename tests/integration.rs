@@ -3,6 +3,7 @@
 // Shell code: the pure-module bans of clippy.toml do not apply here.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+mod alerts;
 mod bench;
 mod check_router;
 mod cli;

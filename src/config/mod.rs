@@ -467,6 +467,8 @@ pub struct AutorateConfig {
     pub router_timeout: Duration,
     /// Per-probe timeout (`timeouts.ping`, default 1 s).
     pub ping_timeout: Duration,
+    /// Webhook alerts.
+    pub alerting: AlertingConfig,
     /// Health responder.
     pub health: Endpoint,
     /// Prometheus endpoint.
@@ -542,6 +544,45 @@ pub struct SteeringThresholds {
     /// this (ms, default 120, upstream's "severe" delta). A collapse below the autorate
     /// floor queues upstream of CAKE, which then shows no drops and no backlog.
     pub severe_rtt_ms: f64,
+}
+
+/// `alerting` (newer upstream 1.15+): webhook alerts (engine::alerts, shell::webhook).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertingConfig {
+    /// `enabled` and a usable `webhook_url`.
+    pub enabled: bool,
+    /// Where to POST; `None` when off. Its `Display` hides the path (the secret).
+    pub url: Option<crate::engine::alerts::WebhookUrl>,
+    /// Body format (`format`: auto picks Discord for discord.com).
+    pub format: crate::engine::alerts::Format,
+    /// Rules, cooldowns, sustain times, flapping.
+    pub settings: crate::engine::alerts::AlertSettings,
+    /// One attempt's deadline (`timeout_sec`, default 5 s).
+    pub timeout: Duration,
+    /// Alerts waiting at most (`max_queue`, default 32).
+    pub max_queue: usize,
+    /// Attempts per alert (`max_attempts`, default 4).
+    pub max_attempts: u32,
+    /// Verify the receiver's certificate (`verify_ssl`, default true).
+    pub verify_ssl: bool,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            enabled: false,
+            url: None,
+            format: crate::engine::alerts::Format::Json,
+            settings: crate::engine::alerts::AlertSettings::defaults(
+                Duration::from_secs(300),
+                Duration::from_secs(60),
+            ),
+            timeout: Duration::from_secs(5),
+            max_queue: 32,
+            max_attempts: 4,
+            verify_ssl: true,
+        }
+    }
 }
 
 /// `wan_state` (newer upstream 1.11+): the autorate daemon's zone as a steering signal.
@@ -675,6 +716,8 @@ pub struct SteeringConfig {
     pub ping_total_timeout: Duration,
     /// WAN awareness (`wan_state` block).
     pub wan_state: WanStateConfig,
+    /// Webhook alerts.
+    pub alerting: AlertingConfig,
     /// Metrics (the original never served them; we do on this endpoint when enabled).
     pub metrics: Endpoint,
     /// Health responder (fixed 127.0.0.1:9102 in the original).

@@ -15,8 +15,8 @@ use serde_yaml::{Mapping, Value};
 use super::raw::{self, Map, Num, Range, Report, fmt_plain, quote};
 use super::rules;
 use super::{
-    AnyConfig, AutorateConfig, ConfidenceConfig, ConfigError, ConfigErrors, DirectionConfig, Endpoint,
-    FallbackChecks, FallbackMode, Loaded, Logging, Monitoring, NOMINAL_CYCLE, ProbeBinding, Queues,
+    AlertingConfig, AnyConfig, AutorateConfig, ConfidenceConfig, ConfigError, ConfigErrors, DirectionConfig,
+    Endpoint, FallbackChecks, FallbackMode, Loaded, Logging, Monitoring, NOMINAL_CYCLE, ProbeBinding, Queues,
     RouterConfig, Scheme, Secret, SteeringConfig, SteeringThresholds, Storage, Thresholds, Transport,
     WanStateConfig, derived_state_path,
 };
@@ -491,6 +491,7 @@ fn autorate(m: &mut Map<'_>, r: &mut Report, env: Env<'_>) -> Option<AutorateCon
     let health = endpoint(m, r, "health_check", true, 9101);
     let metrics = endpoint(m, r, "metrics", false, 9100);
     let storage = storage(m, r);
+    let alerting = alerting(m, r, env);
 
     let state_path = m.child_path("state_file");
     let state_file_key = m.opt_str(r, "state_file").map(|s| s.map(str::to_string));
@@ -524,6 +525,126 @@ fn autorate(m: &mut Map<'_>, r: &mut Report, env: Env<'_>) -> Option<AutorateCon
         metrics: metrics?,
         storage: storage?,
         state_file_key,
+        alerting: alerting?,
+    })
+}
+
+/// `alerting` (newer upstream 1.15+ keys, plus wanctl's delivery settings). The URL may be
+/// `${VAR}` as a whole (as the router password); it is a secret: errors never repeat it.
+fn alerting(m: &mut Map<'_>, r: &mut Report, env: Env<'_>) -> Option<AlertingConfig> {
+    use crate::engine::alerts::{ALL_KINDS, AlertSettings, Format, Severity, WebhookUrl};
+    let d = AlertingConfig::default();
+    let mut am = m.get("alerting").map(r);
+    let enabled = am.opt_bool(r, "enabled", false);
+    let url_path = am.child_path("webhook_url");
+    let url = am.opt_str(r, "webhook_url");
+    let secs_range = Range::between(0.0, 86_400.0);
+    let cooldown = am.opt_num(r, "default_cooldown_sec", Num::Number, secs_range, 300.0);
+    let sustain = am.opt_num(r, "default_sustained_sec", Num::Number, secs_range, 60.0);
+    let timeout = am.opt_num(r, "timeout_sec", Num::Number, Range::between(0.5, 60.0), 5.0);
+    let max_queue = am.opt_int(r, "max_queue", Range::between(1.0, 1000.0), d.max_queue as i64);
+    let max_attempts = am.opt_int(r, "max_attempts", Range::between(1.0, 20.0), i64::from(d.max_attempts));
+    let flap_n = am.opt_int(r, "flap_transitions", Range::between(2.0, 1000.0), 6);
+    let flap_window = am.opt_num(r, "flap_window_sec", Num::Number, Range::between(1.0, 86_400.0), 60.0);
+    let verify_ssl = am.opt_bool(r, "verify_ssl", true);
+    let format_path = am.child_path("format");
+    let format = am.opt_str(r, "format");
+    let mut settings =
+        AlertSettings::defaults(secs(cooldown.unwrap_or(300.0)), secs(sustain.unwrap_or(60.0)));
+    let mut rm = am.get("rules").map(r);
+    for kind in ALL_KINDS {
+        if !rm.has(kind.name()) {
+            continue;
+        }
+        let mut km = rm.get(kind.name()).map(r);
+        let rule = *settings.rule(kind);
+        let en = km.opt_bool(r, "enabled", rule.enabled);
+        let cd = km.opt_num(r, "cooldown_sec", Num::Number, secs_range, rule.cooldown.as_secs_f64());
+        let su = km.opt_num(r, "sustained_sec", Num::Number, secs_range, rule.sustain.as_secs_f64());
+        let sev_path = km.child_path("severity");
+        let sev = km.opt_str(r, "severity");
+        km.finish(r);
+        let target = settings.rule_mut(kind);
+        target.enabled = en.unwrap_or(target.enabled);
+        target.cooldown = cd.map_or(target.cooldown, secs);
+        target.sustain = su.map_or(target.sustain, secs);
+        if let Some(Some(v)) = sev {
+            match Severity::parse(v) {
+                Some(x) => target.severity = x,
+                None => r.error(
+                    &sev_path,
+                    format!("expected info, recovery, warning or critical, got {}", quote(v)),
+                ),
+            }
+        }
+    }
+    rm.finish(r);
+    am.finish(r);
+    settings.flap_transitions = flap_n? as u32;
+    settings.flap_window = secs(flap_window?);
+    let url_text = match url? {
+        Some(u) if u.len() >= 3 && u.starts_with("${") && u.ends_with('}') => {
+            let name = &u[2..u.len() - 1];
+            match env(name) {
+                Some(v) => v,
+                None => {
+                    if enabled == Some(true) {
+                        r.warn(
+                            &url_path,
+                            format!("environment variable {} is not set; alerts are off", quote(name)),
+                        );
+                    }
+                    String::new()
+                }
+            }
+        }
+        Some(u) => u.to_string(),
+        None => String::new(),
+    };
+    let url = if url_text.is_empty() {
+        if enabled == Some(true) {
+            r.warn(&url_path, "empty: alerts are off (set a webhook URL)".to_string());
+        }
+        None
+    } else {
+        match WebhookUrl::parse(&url_text) {
+            Ok(u) => Some(u),
+            // The URL is a secret: the message says what is wrong, never the value.
+            Err(e) => {
+                r.error(&url_path, format!("not a usable webhook URL: {e}"));
+                None
+            }
+        }
+    };
+    #[cfg(not(feature = "tls"))]
+    if url.as_ref().is_some_and(|u| u.https) && enabled == Some(true) {
+        r.error(&url_path, "https needs a build with the tls feature".to_string());
+    }
+    let format = match format? {
+        None | Some("auto") => {
+            if url.as_ref().is_some_and(WebhookUrl::is_discord) {
+                Format::Discord
+            } else {
+                Format::Json
+            }
+        }
+        Some("json") => Format::Json,
+        Some("discord") => Format::Discord,
+        Some(other) => {
+            r.error(&format_path, format!("expected auto, json or discord, got {}", quote(other)));
+            Format::Json
+        }
+    };
+    let enabled = enabled? && url.is_some();
+    Some(AlertingConfig {
+        enabled,
+        url: if enabled { url } else { None },
+        format,
+        settings,
+        timeout: secs(timeout?),
+        max_queue: max_queue? as usize,
+        max_attempts: max_attempts? as u32,
+        verify_ssl: verify_ssl?,
     })
 }
 
@@ -1239,6 +1360,7 @@ fn steering(m: &mut Map<'_>, r: &mut Report, env: Env<'_>) -> Option<SteeringCon
     let health = endpoint(m, r, "health_check", true, 9102);
     let storage = storage(m, r);
     let wan_state = wan_state(m, r);
+    let alerting = alerting(m, r, env);
 
     use_confidence?;
     Some(SteeringConfig {
@@ -1269,6 +1391,7 @@ fn steering(m: &mut Map<'_>, r: &mut Report, env: Env<'_>) -> Option<SteeringCon
         ping_timeout: secs(ping_timeout?),
         ping_total_timeout: secs(ping_total?),
         wan_state: wan_state?,
+        alerting: alerting?,
         metrics: metrics?,
         health: health?,
         storage: storage?,

@@ -7,6 +7,7 @@
 //! * [`connectivity`]: router reachability tracking;
 //! * [`wan`]: one WAN's whole cycle, tying the above together.
 
+pub mod alerts;
 pub mod audit;
 pub mod baseline;
 pub mod connectivity;

@@ -53,6 +53,7 @@ const TOKEN_ICMP_BASE: Token = 16;
 const TOKEN_ROUTER_BASE: Token = 1024;
 const TOKEN_HEALTH_BASE: Token = 2048;
 const TOKEN_METRICS_BASE: Token = 2304;
+const TOKEN_WEBHOOK_BASE: Token = 3840;
 const TOKEN_TCP_BASE: Token = 4096;
 /// How long the original allowed one TCP fallback handshake.
 const TCP_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
@@ -473,6 +474,9 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         + Duration::from_millis(500);
     let mut once_done = false;
     let mut exit_code: Option<u8> = None;
+    // Webhook alerts (issue 14): off unless a config enables them; hosts resolved now.
+    let mut alerts = crate::shell::alerting::WanAlerts::new(&opts.configs, TOKEN_WEBHOOK_BASE)
+        .map_err(|e| startup(1, e))?;
 
     // Executes the daemon's outputs and turns finished router commands into inputs.
     macro_rules! pump {
@@ -518,6 +522,9 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         }
         if let Some(h) = &history {
             let t = h.next_deadline();
+            deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        }
+        if let Some(t) = alerts.next_deadline() {
             deadline = Some(deadline.map_or(t, |d| d.min(t)));
         }
         // Inputs produced by the last pass, and a history query in progress, are handled
@@ -613,6 +620,7 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
                         srv.on_event(ev, now, &mut poll, &mut handler);
                     }
                 }
+                t if alerts.owns(t) => alerts.on_event(now, &mut poll, ev),
                 t if t >= TOKEN_TCP_BASE => {
                     let (w, k) = ((t - TOKEN_TCP_BASE) / 64, (t - TOKEN_TCP_BASE) % 64);
                     if let Some(io) = ios.get_mut(w)
@@ -665,6 +673,10 @@ pub fn run(opts: Options) -> Result<u8, StartupError> {
         }
         daemon.handle_timeout(now);
         pump!(now);
+        if alerts.is_active() {
+            alerts.observe(&daemon, now, clock::wall_unix_secs());
+            alerts.pump(now, &mut poll);
+        }
         // After this pass's tick work: one slice of a history query, bounded in time.
         if let (Some(p), Some(srv)) = (pending_history.as_mut(), health_server.as_mut()) {
             let answer = if !srv.is_waiting(p.conn) {

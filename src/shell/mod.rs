@@ -4,6 +4,7 @@
 // Shell code: the pure-module bans of clippy.toml do not apply here.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+pub mod alerting;
 pub mod check_router;
 pub mod event_loop;
 pub mod files;
@@ -19,3 +20,4 @@ pub mod store;
 pub mod ticks;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod webhook;

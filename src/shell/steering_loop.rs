@@ -43,6 +43,7 @@ const TOKEN_ICMP: Token = 2;
 const TOKEN_ROUTER: Token = 16;
 const TOKEN_HEALTH: Token = 64;
 const TOKEN_METRICS: Token = 256;
+const TOKEN_WEBHOOK: Token = 512;
 
 /// What the router link is doing for us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +214,10 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
         if dry_run { ", dry run" } else { "" }
     );
 
+    // Webhook alerts (issue 14): steering toggled, flapping, router unreachable.
+    let mut webhook =
+        crate::shell::webhook::Webhook::new(&cfg.alerting, TOKEN_WEBHOOK).map_err(|e| startup(1, e))?;
+    let mut alerter = crate::engine::alerts::Alerter::new(cfg.alerting.settings.clone(), &cfg.wan_name);
     let mut rng = Rng::new(seed);
     let mut events = Events::with_capacity(16);
     let mut buf = [0u8; 2048];
@@ -239,6 +244,9 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
             if let Some(t) = s.next_deadline() {
                 deadline = Some(deadline.map_or(t, |d| d.min(t)));
             }
+        }
+        if let Some(t) = webhook.as_ref().and_then(|w| w.next_deadline()) {
+            deadline = Some(deadline.map_or(t, |d| d.min(t)));
         }
         poll.poll(&mut events, deadline.map(|d| d.saturating_since(now)))
             .map_err(|e| startup(1, format!("poll: {e}")))?;
@@ -277,6 +285,11 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
                     }
                 }
                 t if rio.owns(t) => rio.on_event(&mut link, &mut poll, now, ev),
+                t if webhook.as_ref().is_some_and(|w| w.owns(t)) => {
+                    if let Some(w) = webhook.as_mut() {
+                        w.on_event(now, &mut poll, ev);
+                    }
+                }
                 t if health_srv.as_ref().is_some_and(|s| s.owns(t)) => {
                     let h = engine.health(now);
                     let up = now.saturating_since(started).as_secs_f64();
@@ -412,6 +425,49 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
                     debug!(target: "wanctl::steering", "cycle failed: {why}");
                 }
             }
+            if let Some(hook) = webhook.as_mut() {
+                use crate::engine::alerts::AlertKind;
+                let unix = clock::wall_unix_secs();
+                let h = engine.health(now);
+                alerter.observe(now, unix, AlertKind::SteeringActivated, engine.is_steering(), || {
+                    (
+                        format!(
+                            "{} -> latency-sensitive traffic {}",
+                            h.state,
+                            if h.enabled { "steered to the alternate WAN" } else { "back on the primary" }
+                        ),
+                        vec![
+                            ("state", h.state.clone()),
+                            ("congestion", h.congestion_state.clone()),
+                            ("rtt_delta_ewma_ms", format!("{:.1}", h.rtt_delta_ewma_ms)),
+                        ],
+                    )
+                });
+                alerter.observe(now, unix, AlertKind::SteeringFlapping, h.flap.active, || {
+                    (
+                        format!(
+                            "flap brake engaged: {} transitions in the window",
+                            h.flap.transitions_in_window
+                        ),
+                        vec![("transitions", h.flap.transitions_in_window.to_string())],
+                    )
+                });
+                alerter.observe(
+                    now,
+                    unix,
+                    AlertKind::RouterUnreachable,
+                    !connectivity.is_reachable(),
+                    || {
+                        (
+                            format!("router {} unreachable", cfg.router.host),
+                            vec![("consecutive_failures", connectivity.consecutive_failures().to_string())],
+                        )
+                    },
+                );
+                while let Some(a) = alerter.poll_alert() {
+                    hook.push(&a);
+                }
+            }
             if let Some(a) = engine.poll_action() {
                 if dry_run {
                     info!(target: "wanctl::steering", "dry run: would {:?}", a);
@@ -451,6 +507,9 @@ pub fn run(cfg: SteeringConfig, dry_run: bool, seed: u64) -> Result<u8, StartupE
                     let _ = st.flush();
                 }
             }
+        }
+        if let Some(w) = webhook.as_mut() {
+            w.pump(now, &mut poll);
         }
         // One router command at a time: a rule change first, else a CAKE read per cycle.
         if !link.is_busy() && in_flight.is_none() {

@@ -131,6 +131,7 @@ pub fn sample_config() -> AutorateConfig {
         metrics: Endpoint { enabled: false, host: "127.0.0.1".into(), port: 9100 },
         storage: Storage { db_path: None, ..Storage::default() },
         state_file_key: None,
+        alerting: crate::config::AlertingConfig::default(),
     }
 }
 
