@@ -30,6 +30,11 @@ struct Receiver {
 impl Receiver {
     /// Binds `port` inside the testbed's namespace and serves it.
     fn start_on(bed: &Testbed, port: u16, hang: bool) -> Receiver {
+        Receiver::start_tls(bed, port, hang, None)
+    }
+
+    /// [`Receiver::start_on`], over TLS with `tls` when given.
+    fn start_tls(bed: &Testbed, port: u16, hang: bool, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = bed
             .rig
             .ns()
@@ -55,9 +60,25 @@ impl Receiver {
                         }
                         let _ = s.set_nonblocking(false);
                         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                        if let Some(body) = read_request(&mut s) {
-                            g.lock().expect("lock").push((Instant::now(), body));
-                            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+                        const OK: &[u8] = b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n";
+                        match &tls {
+                            None => {
+                                if let Some(body) = read_request(&mut s) {
+                                    g.lock().expect("lock").push((Instant::now(), body));
+                                    let _ = s.write_all(OK);
+                                }
+                            }
+                            Some(cfg) => {
+                                let Ok(conn) = rustls::ServerConnection::new(Arc::clone(cfg)) else { continue };
+                                let mut t = rustls::StreamOwned::new(conn, s);
+                                if let Some(body) = read_request(&mut t) {
+                                    g.lock().expect("lock").push((Instant::now(), body));
+                                    let _ = t.write_all(OK);
+                                    let _ = t.flush();
+                                    t.conn.send_close_notify();
+                                    let _ = t.flush();
+                                }
+                            }
                         }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -87,7 +108,7 @@ impl Drop for Receiver {
 }
 
 /// Reads one request with a Content-Length body; returns the body.
-fn read_request(s: &mut TcpStream) -> Option<String> {
+fn read_request(s: &mut impl Read) -> Option<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     // Bounded by the read timeout and 1 MB.
@@ -222,5 +243,26 @@ fn issue_14_a_receiver_that_hangs_costs_retries_not_ticks() {
     assert!(field("late_max_us") < 250_000, "{stats}\n{log}");
     assert!(worst_health < Duration::from_millis(1500), "/health took {worst_health:?}");
     assert!(log.contains("webhook http://127.0.0.1:18081"), "failures are logged\n{log}");
+    assert!(!log.contains("SECRET-TOKEN"), "{log}");
+}
+
+#[test]
+fn issue_14_alerts_go_out_over_https() {
+    need_root!();
+    let port = 18_443;
+    let cert = crate::support::certs::TestCert::generate().expect("openssl test certificate");
+    let block = format!(
+        "alerting:\n  enabled: true\n  webhook_url: \"https://127.0.0.1:{port}/hooks/SECRET-TOKEN\"\n  verify_ssl: false\n  timeout_sec: 2\n  rules:\n    congestion_sustained_dl: {{sustained_sec: 0.5}}\n"
+    );
+    let mut bed = Testbed::start_cfg("alerts-https", false, "", &block);
+    let server = crate::support::fake_router::server_config(cert.cert_der.clone(), cert.key_der.clone(), true);
+    let rx = Receiver::start_tls(&bed, port, false, Some(server));
+    let trace = CapacityTrace::Steps(vec![(0.0, 100.0), (3.0, 5.0)]);
+    bed.drive(&trace, 9, |_| {});
+    let (code, log) = bed.stop();
+    assert_eq!(code, 0, "{log}");
+    let got = rx.bodies();
+    println!("https receiver got {} alert(s): {:?}", got.len(), got.iter().map(|(_, v)| v["type"].clone()).collect::<Vec<_>>());
+    assert!(got.iter().any(|(_, v)| v["type"] == "congestion_sustained_dl"), "{got:?}\n{log}");
     assert!(!log.contains("SECRET-TOKEN"), "{log}");
 }

@@ -390,7 +390,7 @@ impl FakeRouterBuilder {
 }
 
 #[cfg(feature = "tls")]
-fn server_config(cert: Vec<u8>, key: Vec<u8>, tls13: bool) -> Arc<rustls::ServerConfig> {
+pub fn server_config(cert: Vec<u8>, key: Vec<u8>, tls13: bool) -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] =
