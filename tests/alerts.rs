@@ -69,7 +69,9 @@ impl Receiver {
                                 }
                             }
                             Some(cfg) => {
-                                let Ok(conn) = rustls::ServerConnection::new(Arc::clone(cfg)) else { continue };
+                                let Ok(conn) = rustls::ServerConnection::new(Arc::clone(cfg)) else {
+                                    continue;
+                                };
                                 let mut t = rustls::StreamOwned::new(conn, s);
                                 if let Some(body) = read_request(&mut t) {
                                     g.lock().expect("lock").push((Instant::now(), body));
@@ -255,14 +257,19 @@ fn issue_14_alerts_go_out_over_https() {
         "alerting:\n  enabled: true\n  webhook_url: \"https://127.0.0.1:{port}/hooks/SECRET-TOKEN\"\n  verify_ssl: false\n  timeout_sec: 2\n  rules:\n    congestion_sustained_dl: {{sustained_sec: 0.5}}\n"
     );
     let mut bed = Testbed::start_cfg("alerts-https", false, "", &block);
-    let server = crate::support::fake_router::server_config(cert.cert_der.clone(), cert.key_der.clone(), true);
+    let server =
+        crate::support::fake_router::server_config(cert.cert_der.clone(), cert.key_der.clone(), true);
     let rx = Receiver::start_tls(&bed, port, false, Some(server));
     let trace = CapacityTrace::Steps(vec![(0.0, 100.0), (3.0, 5.0)]);
     bed.drive(&trace, 9, |_| {});
     let (code, log) = bed.stop();
     assert_eq!(code, 0, "{log}");
     let got = rx.bodies();
-    println!("https receiver got {} alert(s): {:?}", got.len(), got.iter().map(|(_, v)| v["type"].clone()).collect::<Vec<_>>());
+    println!(
+        "https receiver got {} alert(s): {:?}",
+        got.len(),
+        got.iter().map(|(_, v)| v["type"].clone()).collect::<Vec<_>>()
+    );
     assert!(got.iter().any(|(_, v)| v["type"] == "congestion_sustained_dl"), "{got:?}\n{log}");
     assert!(!log.contains("SECRET-TOKEN"), "{log}");
 }

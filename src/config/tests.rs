@@ -1945,3 +1945,43 @@ fn issue_12_wan_state_and_severe_rtt_are_read_and_checked() {
     assert_eq!(e.path, "thresholds.severe_rtt_ms", "{e}");
     assert!(e.to_string().contains("at least red_rtt_ms"), "{e}");
 }
+
+#[test]
+fn issue_14_alerting_block_is_read_checked_and_keeps_its_secret() {
+    use crate::engine::alerts::{AlertKind, Format, Severity};
+    let c = ok(AUTORATE).config;
+    assert!(!c.alerting.enabled);
+    let text = format!(
+        "{AUTORATE}alerting:\n  enabled: true\n  webhook_url: \"https://discord.com/api/webhooks/1/TOKEN123\"\n  default_sustained_sec: 30\n  rules:\n    rate_at_floor_dl: {{sustained_sec: 300, severity: critical, cooldown_sec: 10}}\n    flapping_ul: {{enabled: false}}\n"
+    );
+    let a = ok(&text).config.alerting;
+    assert!(a.enabled);
+    assert_eq!(a.format, Format::Discord);
+    assert_eq!(a.settings.rule(AlertKind::CongestionDl).sustain, Duration::from_secs(30));
+    let floor = a.settings.rule(AlertKind::FloorDl);
+    assert_eq!(
+        (floor.sustain, floor.cooldown, floor.severity),
+        (Duration::from_secs(300), Duration::from_secs(10), Severity::Critical)
+    );
+    assert!(!a.settings.rule(AlertKind::FlappingUl).enabled);
+    // `${VAR}` as a whole.
+    let env_text = format!("{AUTORATE}alerting:\n  enabled: true\n  webhook_url: \"${{ROUTER_PASSWORD}}\"\n");
+    let e = only_error(autorate(&env_text));
+    assert_eq!(e.path, "alerting.webhook_url");
+    assert!(!e.to_string().contains("s3cret"), "the secret is never printed: {e}");
+    // A bad URL: the error says why, never the URL.
+    let e = only_error(autorate(&format!(
+        "{AUTORATE}alerting:\n  enabled: true\n  webhook_url: \"ftp://h/TOKEN999\"\n"
+    )));
+    assert!(e.to_string().contains("http:// or https://") && !e.to_string().contains("TOKEN999"), "{e}");
+    let e = only_error(autorate(&format!(
+        "{AUTORATE}alerting:\n  rules:\n    router_unreachable: {{severity: loud}}\n"
+    )));
+    assert_eq!(e.path, "alerting.rules.router_unreachable.severity", "{e}");
+    let l = ok(&format!("{AUTORATE}alerting:\n  rules:\n    congestion_sustaned_dl: {{enabled: false}}\n"));
+    assert!(warnings(&l).iter().any(|w| w.contains("congestion_sustaned_dl")), "{:?}", warnings(&l));
+    // Enabled without a URL: off, with a warning.
+    let l = ok(&format!("{AUTORATE}alerting:\n  enabled: true\n"));
+    assert!(!l.config.alerting.enabled);
+    assert!(warnings(&l).iter().any(|w| w.contains("alerting.webhook_url")), "{:?}", warnings(&l));
+}
