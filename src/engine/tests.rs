@@ -541,3 +541,37 @@ fn fallback_verdict_prefers_tcp_rtt_then_gateway() {
     assert_eq!(fallback_verdict(&mut [], true), Fallback::Connected);
     assert_eq!(fallback_verdict(&mut [], false), Fallback::NoConnectivity);
 }
+
+/// Golden (issue 14): `accel_confirm_cycles` (upstream 1.24). One cycle with a 40 ms jump
+/// (a lone reflector hiccup) and then a sustained jump; with 1 (the original's behaviour)
+/// the hiccup already forces RED, with 3 only a jump that lasts three cycles does.
+#[test]
+fn golden_accel_confirm_cycles_filters_a_single_cycle_spike() {
+    let rtts = [20.0, 20.0, 20.0, 60.0, 20.0, 20.0, 20.0, 60.0, 100.0, 140.0, 180.0, 220.0];
+    let run = |confirm: u32| {
+        let mut cfg = crate::sim::sample_config();
+        cfg.monitoring.thresholds.accel_confirm_cycles = confirm;
+        let mut w = WanController::new(&cfg, Instant::ZERO);
+        let mut spikes = vec![];
+        let mut zones = vec![];
+        for (i, &r) in rtts.iter().enumerate() {
+            tick(&mut w, (i as u64 + 1) * 50, Sample::Rtt(r));
+            zones.push(w.last_report().download.zone);
+            let mut spike = false;
+            while let Some(e) = w.poll_event() {
+                spike |= matches!(e, crate::engine::wan::WanEvent::Spike { .. });
+            }
+            spikes.push(spike);
+        }
+        (spikes, zones)
+    };
+    let (s1, z1) = run(1);
+    let (s3, z3) = run(3);
+    let at = |v: &[bool]| v.iter().enumerate().filter(|x| *x.1).map(|x| x.0).collect::<Vec<_>>();
+    use Zone::{Green as G, Red as R, SoftRed as S, Yellow as Y};
+    // Cycle 3 is the hiccup, 7.. a jump of 40 ms every cycle.
+    assert_eq!(at(&s1), vec![3, 7, 8, 9, 10, 11], "confirm 1: every jump is a spike at once");
+    assert_eq!(z1, vec![G, G, G, R, G, G, G, R, R, R, R, R]);
+    assert_eq!(at(&s3), vec![9, 10, 11], "confirm 3: the third jump in a row");
+    assert_eq!(z3, vec![G, G, G, Y, G, G, G, Y, S, R, R, R], "the hiccup is judged on its delta alone");
+}
