@@ -302,3 +302,70 @@ fn check_router_argv0_alias_and_bad_config() {
     assert_eq!(router.request_count(), before, "a bad config must not reach the router");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Over the SSH console (the fake `ssh`): the same audit with the console's `print`s; a
+/// `cake-bandwidth` set on the queue type is reported with its fix; only `print` lines are
+/// sent (read-only).
+#[test]
+fn check_router_over_ssh_reads_the_console_and_never_writes() {
+    let ssh = crate::support::fake_router::FakeSsh::new().expect("fake ssh");
+    let dir = tempdir("ssh");
+    let d = dir.display();
+    let text = format!(
+        r#"wan_name: wan1
+router: {{host: "127.0.0.1", user: "admin", ssh_key: /nonexistent/key, transport: ssh}}
+queues: {{download: {DL}, upload: {UL}}}
+continuous_monitoring:
+  enabled: true
+  baseline_rtt_initial: 20
+  ping_hosts: ["198.18.0.1"]
+  download: {{ceiling_mbps: 100, step_up_mbps: 5, factor_down: 0.85, floor_mbps: 10}}
+  upload: {{ceiling_mbps: 20, step_up_mbps: 1, factor_down: 0.9, floor_mbps: 5}}
+  thresholds: {{target_bloat_ms: 15, warn_bloat_ms: 45, baseline_time_constant_sec: 60, load_time_constant_sec: 0.1}}
+logging: {{main_log: "{d}/wan1.log", debug_log: "{d}/wan1_debug.log"}}
+lock_file: "{d}/wan1.lock"
+lock_timeout: 300
+timeouts: {{ssh_command: 2, ping: 1}}
+storage: {{db_path: ""}}
+"#
+    );
+    let cfg = dir.join("wan1.yaml");
+    std::fs::write(&cfg, text).expect("write config");
+    let run = |ssh: &crate::support::fake_router::FakeSsh| {
+        let started = Instant::now();
+        let child = Command::new(env!("CARGO_BIN_EXE_wanctl"))
+            .args(["check-router", "--config"])
+            .arg(&cfg)
+            .env("PATH", ssh.path_env())
+            .envs(ssh.envs())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wanctl");
+        let out = wait_bounded(child, Duration::from_secs(30));
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            started.elapsed(),
+        )
+    };
+    let (code, out, took) = run(&ssh);
+    println!("check-router over ssh ({took:?}):\n{out}");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("RouterOS 7.16.2"), "{out}");
+    let lines = ssh.commands();
+    assert!(!lines.is_empty(), "nothing reached the console");
+    // Only `print`s and the session's `:put` end markers: nothing that changes the router.
+    assert!(
+        lines.iter().all(|l| l.contains(" print") || l.starts_with(":put \"WANCTL-END-")),
+        "check-router wrote: {lines:?}"
+    );
+    // A second shaper inside the queue type: reported with its fix line, exit 2.
+    ssh.update_state(|s| s["queue_type_props"]["cake-down-wan1"]["cake-bandwidth"] = "100.0Mbps".into());
+    let (code, out, _) = run(&ssh);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("cake-bandwidth"), "{out}");
+    assert!(out.contains("/queue type set"), "the fix line: {out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

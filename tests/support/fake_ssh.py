@@ -66,11 +66,22 @@ FLAG_OPTS = "46AaCfGgKkMNnqsTtVvXxYy"
 QUEUE_TREE = ("queue", "tree")
 MANGLE = ("ip", "firewall", "mangle")
 IDENTITY = ("system", "identity")
+RESOURCE = ("system", "resource")
+USER = ("user",)
+USER_GROUP = ("user", "group")
+QUEUE_TYPE = ("queue", "type")
 MENUS = {
     QUEUE_TREE: ("set", "print", "enable", "disable"),
     MANGLE: ("print", "enable", "disable"),
     IDENTITY: ("print",),
+    # Read-only menus `wanctl check-router` prints.
+    RESOURCE: ("print",),
+    USER: ("print",),
+    USER_GROUP: ("print",),
+    QUEUE_TYPE: ("print",),
 }
+FULL_POLICY = ("local,telnet,ssh,ftp,reboot,read,write,policy,test,winbox,password,web,sniff,"
+               "sensitive,api,romon,rest-api")
 PRINT_FLAGS = ("stats", "detail", "terse", "brief", "without-paging", "all", "static")
 
 QUEUE_LEGEND = "Flags: X - disabled, I - invalid "
@@ -91,7 +102,18 @@ def default_state():
     """Two CAKE leaves and the steering rule (the queue values are those of the fixtures)."""
     return {
         "identity": "MikroTik",
-        "queue_types": ["default", "default-small", "cake-down", "cake-up"],
+        "resource": {"uptime": "3d4h5m", "version": "7.16.2 (stable)", "build-time": "2024-11-26 11:36:14",
+                     "cpu": "ARMv8", "cpu-count": 4, "board-name": "RB5009UG+S+"},
+        # Users and groups by name (check-router reads the login user's group's policy).
+        "users": {"admin": {"group": "full"}, "wanctl": {"group": "full"}},
+        "groups": {"full": {"policy": FULL_POLICY}, "read": {"policy": "local,ssh,read,test,winbox,api,rest-api"}},
+        # Queue type details (kind, cake-bandwidth) for the names in queue_types.
+        "queue_type_props": {"cake-down": {"kind": "cake", "cake-bandwidth": "0"},
+                             "cake-up": {"kind": "cake", "cake-bandwidth": "0"},
+                             "cake-down-wan1": {"kind": "cake", "cake-bandwidth": "0"},
+                             "cake-up-wan1": {"kind": "cake", "cake-bandwidth": "0"},
+                             "default": {"kind": "pfifo"}, "default-small": {"kind": "pfifo"}},
+        "queue_types": ["default", "default-small", "cake-down", "cake-up", "cake-down-wan1", "cake-up-wan1"],
         "queues": {
             "WAN-Download-1": {
                 "num": 0, ".id": "*1000000", "parent": "bridge1", "packet-mark": "",
@@ -659,6 +681,21 @@ def mangle_print(state, st, width):
     return out
 
 
+def table_print(rows, st, width):
+    """`print detail [where name=…]` of a simple name-keyed menu (user, user group, queue type)."""
+    out = ["Flags: X - disabled "]
+    for index, (name, props) in enumerate(rows):
+        if not matches(st.where, lambda key: name if key == "name" else props.get(key)):
+            continue
+        fields = ["name=" + quote(name)] + ["%s=%s" % (k, show(v)) for k, v in props.items()]
+        out += record(index, "", 1, None, fields, width)
+    return out
+
+
+def resource_print(state):
+    return ["%*s: %s" % (19, k, v) for k, v in state.get("resource", {}).items()]
+
+
 def run_line(line, state, width):
     """Runs one console line; returns (output lines, state changed)."""
     out = []
@@ -673,6 +710,16 @@ def run_line(line, state, width):
                     out += queue_print(state, st, width)
                 elif st.menu == MANGLE:
                     out += mangle_print(state, st, width)
+                elif st.menu == RESOURCE:
+                    out += resource_print(state)
+                elif st.menu == USER:
+                    out += table_print(sorted(state.get("users", {}).items()), st, width)
+                elif st.menu == USER_GROUP:
+                    out += table_print(sorted(state.get("groups", {}).items()), st, width)
+                elif st.menu == QUEUE_TYPE:
+                    props = state.get("queue_type_props", {})
+                    out += table_print([(n, props.get(n, {"kind": "pfifo"})) for n in state.get("queue_types", [])],
+                                       st, width)
                 else:
                     out.append("  name: %s" % state.get("identity", "MikroTik"))
             elif st.kind == "menu" and st.menu == QUEUE_TREE and st.verb == "set":
