@@ -4,7 +4,7 @@
 #   cross/install.sh DESTDIR PREFIX BINARY      e.g. cross/install.sh "" /usr/local target/release/wanctl
 #
 #   $DESTDIR$PREFIX/bin/wanctl                        the binary
-#   $DESTDIR$PREFIX/bin/wanctl-steering, wanctl-history   links to it (it dispatches on its name)
+#   $DESTDIR$PREFIX/bin/wanctl-steering, -history, -calibrate, -check-router   links to it (it dispatches on its name)
 #   $DESTDIR/etc/wanctl/<name>.yaml.example           the example configs from config/
 #   $DESTDIR$PREFIX/lib/systemd/system/               wanctl@.service, wanctl-steering.service
 #   $DESTDIR/etc/logrotate.d/wanctl                   the logrotate policy
@@ -41,7 +41,7 @@ install_edited() {
 
 install -d -m 0755 "$bindir" "$unitdir" "$initdir" "$etcdir" "$destdir/etc/logrotate.d"
 install -m 0755 "$binary" "$bindir/wanctl"
-for link in wanctl-steering wanctl-history; do
+for link in wanctl-steering wanctl-history wanctl-calibrate wanctl-check-router; do
     ln -sf wanctl "$bindir/$link"
 done
 

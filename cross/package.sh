@@ -104,6 +104,8 @@ stage_common() {
     install -m 0755 "$bin" "$d/usr/bin/wanctl"
     ln -s wanctl "$d/usr/bin/wanctl-steering"
     ln -s wanctl "$d/usr/bin/wanctl-history"
+    ln -s wanctl "$d/usr/bin/wanctl-calibrate"
+    ln -s wanctl "$d/usr/bin/wanctl-check-router"
     for cfg in config/*.yaml; do
         install -m 0644 "$cfg" "$d/etc/wanctl/$(basename "$cfg").example"
     done

@@ -62,6 +62,24 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             }
         };
     }
+    if argv0 == Some("wanctl-calibrate") {
+        let mut p = lexopt::Parser::from_args(args.into_iter().skip(1));
+        return match cli::parse_calibrate(&mut p) {
+            Ok(Command::Calibrate(a)) => calibrate(&a),
+            Ok(Command::Version) => {
+                println!("{}", crate::version_long());
+                ExitCode::SUCCESS
+            }
+            Ok(_) => {
+                print!("{}", cli::HELP);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let rest = args.into_iter().skip(1).collect();
     let cmd = match cli::parse(rest) {
         Ok(c) => c,
@@ -96,7 +114,23 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::History(args) => ExitCode::from(crate::shell::history_cli::main(args)),
         Command::Steering(args) => steering(&args),
         Command::CheckRouter { files, json } => check_router(&files, json),
+        Command::Calibrate(a) => calibrate(&a),
     }
+}
+
+/// `calibrate`: load the autorate file (exit 2 on problems), then run the calibration
+/// (exit 0 done, 1 failed, 130 interrupted).
+fn calibrate(a: &cli::CalibrateArgs) -> ExitCode {
+    let loaded = match read(&a.config).and_then(|t| {
+        config::parse_autorate(&t, &a.config, &env_lookup).map(|l| (t, l)).map_err(|e| e.to_string())
+    }) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    ExitCode::from(crate::shell::calibrate::run(a, &loaded.0, &loaded.1.config))
 }
 
 /// `check-router`: load every file (any problem: exit 2 before touching the router), then

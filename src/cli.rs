@@ -33,6 +33,8 @@ pub enum Command {
         /// `--json`.
         json: bool,
     },
+    /// `calibrate --config FILE ...` (also argv[0] `wanctl-calibrate`).
+    Calibrate(CalibrateArgs),
     /// `--version`.
     Version,
     /// `--help`.
@@ -110,7 +112,31 @@ const FLAGS: &[&str] = &[
     "--version",
     "--help",
 ];
-const SUBCOMMANDS: &[&str] = &["check-config", "check-router", "sim", "demo", "history", "steering"];
+const SUBCOMMANDS: &[&str] =
+    &["check-config", "check-router", "calibrate", "sim", "demo", "history", "steering"];
+
+/// `calibrate` options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrateArgs {
+    /// The autorate config.
+    pub config: String,
+    /// Where the calibrated config goes (default `<config dir>/<wan>.calibrated.yaml`).
+    pub output: Option<String>,
+    /// Added delay allowed (ms; default the config's `target_bloat_ms`).
+    pub target_bloat_ms: Option<f64>,
+    /// One search step (s, default 5).
+    pub step_secs: f64,
+    /// Baseline measurement (s, default 10).
+    pub baseline_secs: f64,
+    /// How long to wait for a transfer per direction (s, default 120).
+    pub wait_load_secs: f64,
+    /// Search steps (default 6).
+    pub iterations: u32,
+    /// Calibrate the download.
+    pub download: bool,
+    /// Calibrate the upload.
+    pub upload: bool,
+}
 
 /// The help text.
 pub const HELP: &str = "\
@@ -127,6 +153,14 @@ USAGE:
                                        policy, version, queues, CAKE types, mangle rule;
                                        fix lines; exit 0 / 1 warnings / 2 errors
                                        (also as `wanctl-check-router`)
+    wanctl calibrate --config FILE [--output FILE] [--target-bloat MS] [--step-secs S]
+                     [--baseline-secs S] [--wait-load-secs S] [--iterations N]
+                     [--download-only | --upload-only]
+                                       measure the idle RTT and, while you run a large
+                                       transfer, search the max-limit that keeps the added
+                                       delay within target; writes a calibrated config and
+                                       <wan>_calibration.json; restores the router's limits
+                                       on every exit (also as `wanctl-calibrate`)
     wanctl steering --config FILE [--debug] [--dry-run]
                                        the steering daemon (also as `wanctl-steering`)
     wanctl demo [--scenario NAME] [--speed X] [--fast] [--svg FILE] [--seed N]
@@ -196,6 +230,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
                     "history" => Ok(Command::History(p.raw_args()?.collect())),
                     "steering" => parse_steering(&mut p),
                     "check-router" => parse_check_router(&mut p),
+                    "calibrate" => parse_calibrate(&mut p),
                     other => Err(UsageError(format!(
                         "unknown command {other:?}{}; see wanctl --help",
                         suggest(other, SUBCOMMANDS)
@@ -266,6 +301,73 @@ pub fn parse_steering(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         return Err(UsageError("steering: expected exactly one --config FILE".into()));
     }
     Ok(Command::Steering(run))
+}
+
+/// `calibrate --config FILE [options]`.
+pub fn parse_calibrate(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    use lexopt::prelude::*;
+    let mut a = CalibrateArgs {
+        config: String::new(),
+        output: None,
+        target_bloat_ms: None,
+        step_secs: 5.0,
+        baseline_secs: 10.0,
+        wait_load_secs: 120.0,
+        iterations: 6,
+        download: true,
+        upload: true,
+    };
+    let num = |p: &mut lexopt::Parser, name: &str, lo: f64, hi: f64| -> Result<f64, UsageError> {
+        let v = p.value()?.to_string_lossy().into_owned();
+        match v.parse::<f64>() {
+            Ok(x) if (lo..=hi).contains(&x) => Ok(x),
+            _ => Err(UsageError(format!(
+                "calibrate: --{name}: expected a number from {lo} to {hi}, got {v:?}"
+            ))),
+        }
+    };
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("config") | Short('c') => a.config = p.value()?.to_string_lossy().into_owned(),
+            Long("output") | Short('o') => a.output = Some(p.value()?.to_string_lossy().into_owned()),
+            Long("target-bloat") => a.target_bloat_ms = Some(num(p, "target-bloat", 1.0, 500.0)?),
+            Long("step-secs") => a.step_secs = num(p, "step-secs", 0.5, 120.0)?,
+            Long("baseline-secs") => a.baseline_secs = num(p, "baseline-secs", 0.5, 600.0)?,
+            Long("wait-load-secs") => a.wait_load_secs = num(p, "wait-load-secs", 1.0, 3600.0)?,
+            Long("iterations") => a.iterations = num(p, "iterations", 1.0, 20.0)? as u32,
+            Long("download-only") => a.upload = false,
+            Long("upload-only") => a.download = false,
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Long("version") | Short('V') => return Ok(Command::Version),
+            Long(flag) => {
+                return Err(UsageError(format!(
+                    "calibrate: unknown option --{flag}{}",
+                    suggest(
+                        &format!("--{flag}"),
+                        &[
+                            "--config",
+                            "--output",
+                            "--target-bloat",
+                            "--step-secs",
+                            "--baseline-secs",
+                            "--wait-load-secs",
+                            "--iterations",
+                            "--download-only",
+                            "--upload-only",
+                        ]
+                    )
+                )));
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    if a.config.is_empty() {
+        return Err(UsageError("calibrate: expected --config FILE".into()));
+    }
+    if !a.download && !a.upload {
+        return Err(UsageError("calibrate: --download-only and --upload-only exclude each other".into()));
+    }
+    Ok(Command::Calibrate(a))
 }
 
 /// `check-router --config FILE [FILE...] [--json]`.

@@ -5,6 +5,7 @@
 
 mod alerts;
 mod bench;
+mod calibrate;
 mod check_router;
 mod cli;
 mod config_files;

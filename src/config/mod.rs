@@ -12,6 +12,7 @@
 //! is converted with the original's fixed 50 ms cycle (`tau = 0.05 / alpha`) so that at the
 //! nominal cadence the per-cycle alpha is bit-identical to the original's.
 
+mod patch;
 mod raw;
 mod rules;
 mod summary;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use crate::units::Bps;
 
+pub use patch::patch_yaml;
 pub use raw::{MAX_CONFIG_BYTES, MAX_FLOW_NESTING};
 pub use rules::{
     check_comment, check_host, check_identifier, check_path, check_router_user, check_ssh_key, is_hostname,

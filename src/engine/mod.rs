@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod baseline;
+pub mod calibrate;
 pub mod connectivity;
 pub mod controller;
 pub mod daemon;

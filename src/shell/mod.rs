@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 pub mod alerting;
+pub mod calibrate;
 pub mod check_router;
 pub mod event_loop;
 pub mod files;
