@@ -490,6 +490,17 @@ mod tests {
             Ok(Command::CheckRouter { files: vec!["a.yaml".into(), "b.yaml".into()], json: true })
         );
         assert!(parse_str("check-router").unwrap_err().0.contains("--config"));
+        match parse_str("calibrate --config a.yaml --step-secs 2 --download-only --iterations 4") {
+            Ok(Command::Calibrate(c)) => {
+                assert_eq!((c.config.as_str(), c.step_secs, c.iterations), ("a.yaml", 2.0, 4));
+                assert!(c.download && !c.upload);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_str("calibrate").unwrap_err().0.contains("--config"));
+        assert!(parse_str("calibrate --config a --step-secs 0").unwrap_err().0.contains("step-secs"));
+        assert!(parse_str("calibrate --config a --download-only --upload-only").is_err());
+        assert!(parse_str("calibrate --config a --stepsecs 1").unwrap_err().0.contains("--step-secs"));
         assert!(parse_str("check-router --jsn").unwrap_err().0.contains("--json"));
     }
 
