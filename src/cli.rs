@@ -136,6 +136,12 @@ pub struct CalibrateArgs {
     pub download: bool,
     /// Calibrate the upload.
     pub upload: bool,
+    /// Download from this URL to load the line (else: the user's own transfer).
+    pub load_url: Option<String>,
+    /// Upload to this URL to load the line.
+    pub upload_url: Option<String>,
+    /// Verify the load URLs' TLS certificates (`--insecure` turns it off).
+    pub verify_tls: bool,
 }
 
 /// The help text.
@@ -155,9 +161,11 @@ USAGE:
                                        (also as `wanctl-check-router`)
     wanctl calibrate --config FILE [--output FILE] [--target-bloat MS] [--step-secs S]
                      [--baseline-secs S] [--wait-load-secs S] [--iterations N]
-                     [--download-only | --upload-only]
+                     [--download-only | --upload-only] [--load-url URL] [--upload-url URL]
+                     [--insecure]
                                        measure the idle RTT and, while you run a large
-                                       transfer, search the max-limit that keeps the added
+                                       transfer (or it downloads --load-url / uploads to
+                                       --upload-url, HTTP or HTTPS), search the max-limit that keeps the added
                                        delay within target; writes a calibrated config and
                                        <wan>_calibration.json; restores the router's limits
                                        on every exit (also as `wanctl-calibrate`)
@@ -316,6 +324,9 @@ pub fn parse_calibrate(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         iterations: 6,
         download: true,
         upload: true,
+        load_url: None,
+        upload_url: None,
+        verify_tls: true,
     };
     let num = |p: &mut lexopt::Parser, name: &str, lo: f64, hi: f64| -> Result<f64, UsageError> {
         let v = p.value()?.to_string_lossy().into_owned();
@@ -336,6 +347,9 @@ pub fn parse_calibrate(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
             Long("wait-load-secs") => a.wait_load_secs = num(p, "wait-load-secs", 1.0, 3600.0)?,
             Long("iterations") => a.iterations = num(p, "iterations", 1.0, 20.0)? as u32,
             Long("download-only") => a.upload = false,
+            Long("load-url") => a.load_url = Some(p.value()?.to_string_lossy().into_owned()),
+            Long("upload-url") => a.upload_url = Some(p.value()?.to_string_lossy().into_owned()),
+            Long("insecure") => a.verify_tls = false,
             Long("upload-only") => a.download = false,
             Long("help") | Short('h') => return Ok(Command::Help),
             Long("version") | Short('V') => return Ok(Command::Version),
@@ -354,6 +368,9 @@ pub fn parse_calibrate(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                             "--iterations",
                             "--download-only",
                             "--upload-only",
+                            "--load-url",
+                            "--upload-url",
+                            "--insecure",
                         ]
                     )
                 )));

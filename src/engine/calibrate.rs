@@ -76,6 +76,9 @@ pub enum CalStep {
     Set([Bps; 2]),
     /// A line for the user.
     Progress(String),
+    /// Generate load in this direction (0 download, 1 upload) from now on, or stop
+    /// (`None`); a shell without a load URL for it leaves the load to the user.
+    Load(Option<usize>),
     /// Finished.
     Done(CalReport),
     /// Cannot go on.
@@ -330,6 +333,7 @@ impl Calibrator {
         while self.dir < 2 && !self.s.directions[self.dir] {
             self.dir += 1;
         }
+        self.out.push_back(CalStep::Load(None));
         if self.dir >= 2 {
             self.phase = Phase::Finished;
             let report = CalReport { baseline_ms: self.baseline.unwrap_or(0.0), dirs: self.results };
@@ -346,6 +350,7 @@ impl Calibrator {
         ));
         self.phase = Phase::Open;
         self.restart(now);
+        self.out.push_back(CalStep::Load(Some(self.dir)));
         let ceiling = self.s.ceilings[self.dir].0 as f64;
         self.set(ceiling);
     }
@@ -439,6 +444,7 @@ mod tests {
                         c.on_applied(at(t));
                     }
                     CalStep::Progress(p) => log.push(p),
+                    CalStep::Load(_) => {}
                     CalStep::Done(r) => return (r, log, sets),
                     CalStep::Fail(e) => panic!("failed: {e}\n{log:#?}"),
                 }

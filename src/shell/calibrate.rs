@@ -35,6 +35,7 @@ use crate::wire::routeros::{Command, QueueLimit, Reply};
 const TOKEN_SIGNAL: Token = 1;
 const TOKEN_ICMP: Token = 2;
 const TOKEN_ROUTER: Token = 16;
+const TOKEN_LOAD: [Token; 2] = [32, 48];
 const PING_EVERY: Duration = Duration::from_millis(100);
 const READ_EVERY: Duration = Duration::from_millis(500);
 const POLL_SLICE: Duration = Duration::from_millis(20);
@@ -55,6 +56,8 @@ struct Io {
     events: Events,
     signals: SignalFd,
     interrupted: bool,
+    /// Load generators (download, upload) when URLs were given.
+    loads: [Option<crate::shell::loadgen::LoadGen>; 2],
 }
 
 impl Io {
@@ -91,6 +94,8 @@ impl Io {
         for ev in &evs {
             if self.rio.owns(ev.token) {
                 self.rio.on_event(&mut self.link, &mut self.poll, now, ev);
+            } else if let Some(g) = self.loads.iter_mut().flatten().find(|g| g.owns(ev.token)) {
+                g.on_event(now, &mut self.poll, ev);
             } else if ev.token == TOKEN_SIGNAL {
                 while let Ok(Some(sig)) = self.signals.read() {
                     match sig {
@@ -185,7 +190,13 @@ fn run_inner(a: &CalibrateArgs, text: &str, cfg: &AutorateConfig) -> Result<u8, 
         events: Events::with_capacity(16),
         signals,
         interrupted: false,
+        loads: [None, None],
     };
+    for (i, url) in [&a.load_url, &a.upload_url].into_iter().enumerate() {
+        if let Some(u) = url {
+            io.loads[i] = Some(crate::shell::loadgen::LoadGen::new(u, i == 1, a.verify_tls, TOKEN_LOAD[i])?);
+        }
+    }
     let note = note_path(cfg);
     if let Some(limits) = read_note(&note) {
         println!(
@@ -205,6 +216,9 @@ fn run_inner(a: &CalibrateArgs, text: &str, cfg: &AutorateConfig) -> Result<u8, 
     );
     write_note(&note, cfg, originals).map_err(|e| format!("write the crash note {}: {e}", note.display()))?;
     let result = measure(a, cfg, &mut io, originals);
+    for g in io.loads.iter_mut().flatten() {
+        g.stop(&mut io.poll);
+    }
     // Every path from here restores the originals.
     let restored = io.restore(cfg, originals);
     match &restored {
@@ -345,7 +359,11 @@ fn measure(a: &CalibrateArgs, cfg: &AutorateConfig, io: &mut Io, originals: [Bps
                 Err(e) => return Measured::Failed(format!("router: {e}")),
             }
         }
-        cal.tick(clock::now());
+        let now = clock::now();
+        for g in io.loads.iter_mut().flatten() {
+            g.pump(now, &mut io.poll);
+        }
+        cal.tick(now);
         while let Some(step) = cal.poll() {
             match step {
                 CalStep::Set(limits) => {
@@ -355,6 +373,23 @@ fn measure(a: &CalibrateArgs, cfg: &AutorateConfig, io: &mut Io, originals: [Bps
                     cal.on_applied(clock::now());
                 }
                 CalStep::Progress(p) => println!("{p}"),
+                CalStep::Load(dir) => {
+                    let now = clock::now();
+                    for (i, g) in io.loads.iter_mut().enumerate() {
+                        if let Some(g) = g {
+                            if dir == Some(i) {
+                                println!(
+                                    "{}: loading the line from {}",
+                                    ["download", "upload"][i],
+                                    g.describe()
+                                );
+                                g.start(now, &mut io.poll);
+                            } else {
+                                g.stop(&mut io.poll);
+                            }
+                        }
+                    }
+                }
                 CalStep::Done(r) => return Measured::Done(r),
                 CalStep::Fail(e) => return Measured::Failed(e),
             }

@@ -12,6 +12,7 @@ pub mod files;
 pub mod history_cli;
 pub mod history_query;
 pub mod http_server;
+pub mod loadgen;
 pub mod logger;
 pub mod router_io;
 pub mod startup;

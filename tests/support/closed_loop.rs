@@ -97,6 +97,9 @@ pub struct LinkOptions {
     pub loss: f64,
     /// From this second on, the demand is the second value (idle-then-load runs).
     pub demand_from: Option<(f64, f64)>,
+    /// When set, the demand is `demand_mbps` only while the flag is up (a test's load
+    /// server raises it while a client downloads).
+    pub demand_flag: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for LinkOptions {
@@ -108,6 +111,7 @@ impl Default for LinkOptions {
             buffer: Duration::from_millis(600),
             loss: 0.0,
             demand_from: None,
+            demand_flag: None,
         }
     }
 }
@@ -237,8 +241,15 @@ pub fn drive(
             next_poll = t + router_rate.poll_every().as_secs_f64();
             shaped = router_rate.max_limit().unwrap_or(0);
         }
-        let demand = match opts.demand_from {
-            Some((from, d)) if t >= from => d,
+        let demand = match (&opts.demand_flag, opts.demand_from) {
+            (Some(flag), _) => {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    opts.demand_mbps
+                } else {
+                    0.0
+                }
+            }
+            (None, Some((from, d))) if t >= from => d,
             _ => opts.demand_mbps,
         };
         let delay = link.step(dt, cap, demand, Bps(shaped), opts.buffer);
