@@ -28,7 +28,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -59,16 +59,17 @@ struct Logger {
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
-/// Lines dropped because the queue was full, not yet reported.
-static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Lines dropped because the queue was full, not yet reported (usize: 32-bit MIPS has no
+/// 64-bit atomics).
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
 /// Lines dropped in all (tests, health).
-static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+static DROPPED_TOTAL: AtomicUsize = AtomicUsize::new(0);
 /// SIGHUP asked for the files to be reopened.
 static REOPEN: AtomicBool = AtomicBool::new(false);
 
 /// Log lines dropped so far because the sink could not keep up.
 pub fn dropped_lines() -> u64 {
-    DROPPED_TOTAL.load(Ordering::Relaxed)
+    DROPPED_TOTAL.load(Ordering::Relaxed) as u64
 }
 
 /// Where and how to log.
