@@ -24,12 +24,13 @@
 //! decisions and holds no state the loop reads. [`finish`] drains the queue before the
 //! process exits (bounded by a deadline).
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -45,8 +46,13 @@ struct Sink {
 pub const QUEUE_LINES: usize = 4096;
 
 enum Job {
-    Line { level: Level, stderr: Option<String>, file: String },
-    Flush(SyncSender<()>),
+    Line {
+        level: Level,
+        stderr: Option<String>,
+        file: String,
+    },
+    /// Flush the files, then mark flush number `n` done.
+    Flush(usize),
     Wake,
 }
 
@@ -55,7 +61,38 @@ struct Logger {
     json: bool,
     /// Levels each file sink takes (the thread owns the files).
     file_levels: Vec<Level>,
-    tx: SyncSender<Job>,
+    queue: Queue,
+}
+
+/// The bounded queue between log calls and the writer thread (a mutex held only to push or
+/// pop, never during I/O; smaller than std's mpsc, which matters in the 3 MB MIPS binary).
+struct Queue {
+    jobs: Mutex<VecDeque<Job>>,
+    /// Signalled when a job is pushed (the writer waits on it) and when a flush is done.
+    changed: Condvar,
+    /// The writer thread runs.
+    alive: AtomicBool,
+    /// Highest flush number done.
+    flushed: AtomicUsize,
+    /// Last flush number handed out.
+    flush_seq: AtomicUsize,
+}
+
+impl Queue {
+    /// Pushes unless full (`Err(job)` back) or the writer is not running.
+    fn try_push(&self, job: Job) -> Result<(), (Job, bool)> {
+        if !self.alive.load(Ordering::Relaxed) {
+            return Err((job, false));
+        }
+        let Ok(mut q) = self.jobs.lock() else { return Err((job, false)) };
+        if q.len() >= QUEUE_LINES {
+            return Err((job, true));
+        }
+        q.push_back(job);
+        drop(q);
+        self.changed.notify_all();
+        Ok(())
+    }
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
@@ -109,9 +146,15 @@ pub fn init(setup: &LogSetup) -> bool {
     let stderr_level = if setup.debug { Level::Debug } else { Level::Info };
     // Opened here, before the loop, so an unwritable path is reported at start.
     open_all(&mut sinks);
-    let (tx, rx) = sync_channel(QUEUE_LINES);
     let file_levels = sinks.iter().map(|s| s.min).collect();
-    let logger = Logger { stderr_level, json, file_levels, tx };
+    let queue = Queue {
+        jobs: Mutex::new(VecDeque::with_capacity(64)),
+        changed: Condvar::new(),
+        alive: AtomicBool::new(false),
+        flushed: AtomicUsize::new(0),
+        flush_seq: AtomicUsize::new(0),
+    };
+    let logger = Logger { stderr_level, json, file_levels, queue };
     if LOGGER.set(logger).is_err() {
         return false;
     }
@@ -126,12 +169,15 @@ pub fn init(setup: &LogSetup) -> bool {
         Some(&all),
         Some(&mut old),
     );
-    let spawned = std::thread::Builder::new().name("wanctl-log".into()).spawn(move || writer(&rx, sinks));
+    l.queue.alive.store(true, Ordering::Relaxed);
+    let spawned =
+        std::thread::Builder::new().name("wanctl-log".into()).spawn(move || writer(&l.queue, sinks));
     if blocked.is_ok() {
         let _ =
             nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&old), None);
     }
     if spawned.is_err() {
+        l.queue.alive.store(false, Ordering::Relaxed);
         eprintln!("WARN  wanctl::logger: cannot start the log writer; logging to stderr only");
     }
     if log::set_logger(l).is_err() {
@@ -146,33 +192,56 @@ pub fn reopen() {
     let Some(l) = LOGGER.get() else { return };
     REOPEN.store(true, Ordering::Relaxed);
     // A full queue wakes the thread anyway.
-    let _ = l.tx.try_send(Job::Wake);
+    let _ = l.queue.try_push(Job::Wake);
 }
 
 /// Waits (at most `limit`) until every line logged so far is written and the files are
 /// flushed. Call before the process exits.
 pub fn finish(limit: Duration) {
     let Some(l) = LOGGER.get() else { return };
-    let (ack_tx, ack_rx) = sync_channel(1);
+    let n = l.queue.flush_seq.fetch_add(1, Ordering::Relaxed) + 1;
     let start = Instant::now();
-    let mut job = Job::Flush(ack_tx);
+    let mut job = Job::Flush(n);
     loop {
-        match l.tx.try_send(job) {
+        match l.queue.try_push(job) {
             Ok(()) => break,
-            Err(TrySendError::Full(j)) if start.elapsed() < limit => {
+            Err((j, true)) if start.elapsed() < limit => {
                 job = j;
                 std::thread::sleep(Duration::from_millis(2));
             }
             Err(_) => return,
         }
     }
-    let _ = ack_rx.recv_timeout(limit.saturating_sub(start.elapsed()));
+    let Ok(mut guard) = l.queue.jobs.lock() else { return };
+    // Bounded by `limit`.
+    while l.queue.flushed.load(Ordering::Relaxed) < n {
+        let left = limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return;
+        }
+        match l.queue.changed.wait_timeout(guard, left) {
+            Ok((g, _)) => guard = g,
+            Err(_) => return,
+        }
+    }
 }
 
 /// The writer thread: writes what the queue holds, in order, until the process ends.
-fn writer(rx: &Receiver<Job>, mut sinks: Vec<Sink>) {
+fn writer(queue: &Queue, mut sinks: Vec<Sink>) {
     let mut err = io::stderr();
-    while let Ok(job) = rx.recv() {
+    loop {
+        let job = {
+            let Ok(mut q) = queue.jobs.lock() else { return };
+            loop {
+                if let Some(j) = q.pop_front() {
+                    break j;
+                }
+                q = match queue.changed.wait(q) {
+                    Ok(q) => q,
+                    Err(_) => return,
+                };
+            }
+        };
         if REOPEN.swap(false, Ordering::Relaxed) {
             open_all(&mut sinks);
         }
@@ -206,14 +275,18 @@ fn writer(rx: &Receiver<Job>, mut sinks: Vec<Sink>) {
                     }
                 }
             }
-            Job::Flush(ack) => {
+            Job::Flush(n) => {
                 let _ = err.flush();
                 for s in sinks.iter_mut() {
                     if let Some(f) = s.file.as_mut() {
                         let _ = f.flush();
                     }
                 }
-                let _ = ack.send(());
+                // Under the lock so a waiter cannot miss the notification.
+                let guard = queue.jobs.lock();
+                queue.flushed.fetch_max(n, Ordering::Relaxed);
+                drop(guard);
+                queue.changed.notify_all();
             }
             Job::Wake => {}
         }
@@ -358,17 +431,17 @@ impl Log for Logger {
             None if to_files => file_line(&text_time, level, &msg),
             None => String::new(),
         };
-        match self.tx.try_send(Job::Line { level, stderr, file }) {
+        match self.queue.try_push(Job::Line { level, stderr, file }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err((_, true)) => {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
                 DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
             }
             // No writer thread (it could not be started): stderr directly, as before.
-            Err(TrySendError::Disconnected(Job::Line { stderr: Some(line), .. })) => {
+            Err((Job::Line { stderr: Some(line), .. }, false)) => {
                 let _ = io::stderr().write_all(line.as_bytes());
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(_) => {}
         }
     }
 
